@@ -1,0 +1,3 @@
+from sylog.cli import main
+
+raise SystemExit(main())
