@@ -10,7 +10,7 @@ import sys
 from sylog import __version__
 
 # Order is the order shown in --help.
-COMMANDS = ("serve", "parse", "incidents", "show")
+COMMANDS: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
