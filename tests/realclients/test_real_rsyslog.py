@@ -1,0 +1,260 @@
+"""A real ``rsyslogd`` relaying to ``sylog serve`` with omfwd: the way hosts really send to sylog.
+
+Each test starts its own rsyslogd with a config in a temp dir: inputs imtcp/imudp on free loopback ports (no
+imuxsock, no imklog: it never touches /dev/log, the kernel log or system files; pid file and work directory are
+in the temp dir), one omfwd action towards sylog. Messages are injected with util-linux ``logger`` pointed at
+rsyslogd's input ports (and, for the kernel line, a raw RFC 3164 datagram with facility kern, which ``logger``
+refuses to send). Then sylog's timelines must show host, facility.severity, tag and text.
+
+Templates are rsyslog's built-in ones (see rsyslog's "Reserved template names"):
+  RSYSLOG_TraditionalForwardFormat  ``<PRI>Mmm dd hh:mm:ss HOST tag: msg`` (omfwd's default)
+  RSYSLOG_ForwardFormat             same with an RFC 3339 timestamp
+  RSYSLOG_SyslogProtocol23Format    RFC 5424 (``<PRI>1 TS HOST APP PROCID MSGID SD msg``, ends in LF)
+omfwd ``TCP_Framing``: "traditional" (LF-terminated) or "octet-counted" (RFC 6587).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import SylogServer, TimelineRecord, _port_bound, free_port, require_binary, wait_for
+
+pytestmark = pytest.mark.realclient
+
+TEMPLATES = ("RSYSLOG_TraditionalForwardFormat", "RSYSLOG_ForwardFormat", "RSYSLOG_SyslogProtocol23Format")
+# (protocol, TCP_Framing or None for UDP)
+TRANSPORTS = (("tcp", "octet-counted"), ("tcp", "traditional"), ("udp", None))
+UTF8_TEXT = "crème brûlée — ünïcødé ✓ 日本語 ☃ 🚀"
+KERNEL_BODY = "[   12.345678] BUG: kernel NULL pointer dereference, address: 0000000000000008"
+
+
+class Rsyslogd:
+    """An rsyslogd relay confined to a temp dir: imtcp+imudp on loopback in, one omfwd action out."""
+
+    def __init__(self, workdir: Path, forward: str) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "spool").mkdir(exist_ok=True)
+        self.tcp_port = free_port("tcp")
+        self.udp_port = free_port("udp")
+        self.conf = workdir / "rsyslog.conf"
+        self.pidfile = workdir / "rsyslogd.pid"
+        self.out = workdir / "rsyslogd.out"
+        self.internal = workdir / "rsyslogd-internal.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf.write_text(
+            f"""# written by sylog's real-client tests
+global(workDirectory="{workdir / 'spool'}" net.enableDNS="off" preserveFQDN="on" maxMessageSize="64k")
+module(load="imtcp")
+module(load="imudp")
+input(type="imtcp" address="127.0.0.1" port="{self.tcp_port}" ruleset="relay")
+input(type="imudp" address="127.0.0.1" port="{self.udp_port}" ruleset="relay")
+ruleset(name="relay") {{
+  {forward}
+}}
+# rsyslogd's own messages (start, errors) go to a file for diagnosis, not to sylog.
+action(type="omfile" file="{self.internal}")
+"""
+        )
+
+    def start(self) -> "Rsyslogd":
+        exe = require_binary("rsyslogd")
+        check = subprocess.run([exe, "-N1", "-f", str(self.conf)], capture_output=True, timeout=30)
+        assert check.returncode == 0, (
+            f"rsyslogd -N1 rejected the config:\n{self.conf.read_text()}\n{check.stdout.decode()}{check.stderr.decode()}"
+        )
+        with open(self.out, "ab") as out:
+            self.proc = subprocess.Popen(
+                [exe, "-n", "-f", str(self.conf), "-i", str(self.pidfile)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
+            )
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"rsyslogd exited with {self.proc.returncode} at start\n{self.diagnose()}")
+            return _port_bound("tcp", self.tcp_port) and _port_bound("udp", self.udp_port)
+
+        try:
+            wait_for(ready, 20, what="rsyslogd to listen", diagnose=self.diagnose)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> int | None:
+        """SIGTERM, bounded wait, then SIGKILL."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def diagnose(self) -> str:
+        parts = []
+        for p in (self.out, self.internal):
+            try:
+                parts.append(f"--- {p.name} ---\n{p.read_text(errors='replace')[-4000:]}")
+            except FileNotFoundError:
+                pass
+        return "\n".join(parts)
+
+    def logger(self, transport: str, *args: str, input: bytes | None = None) -> None:
+        """util-linux logger into this rsyslogd's input; must exit 0."""
+        exe = require_binary("logger")
+        port = self.tcp_port if transport == "tcp" else self.udp_port
+        cmd = [exe, "-T" if transport == "tcp" else "-d", "-n", "127.0.0.1", "-P", str(port), *args]
+        r = subprocess.run(cmd, input=input, capture_output=True, timeout=60)
+        assert r.returncode == 0, f"{cmd} -> {r.returncode}: {r.stderr.decode(errors='replace')}"
+
+    def send_raw_udp(self, datagram: bytes) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(datagram, ("127.0.0.1", self.udp_port))
+
+
+def omfwd(server: SylogServer, protocol: str, framing: str | None, template: str) -> str:
+    """An omfwd action to the server's listener for ``protocol``."""
+    port = server.tcp_port if protocol == "tcp" else server.udp_port
+    return omfwd_to(port, protocol, framing, template)
+
+
+def omfwd_to(port: int, protocol: str, framing: str | None, template: str) -> str:
+    """An omfwd action to 127.0.0.1:port; retries forever, 1 s apart, so a slow start loses nothing (in-memory
+    queue; the tests' deadlines bound the wait)."""
+    framing_opt = f' TCP_Framing="{framing}"' if framing else ""
+    return (
+        f'action(type="omfwd" target="127.0.0.1" port="{port}" protocol="{protocol}"{framing_opt}'
+        f' template="{template}" action.resumeRetryCount="-1" action.resumeInterval="1"'
+        f' queue.type="linkedList" queue.timeoutShutdown="5000")'
+    )
+
+
+@pytest.fixture
+def rsyslog_relay(tmp_path: Path) -> Iterator[Callable[[str], Rsyslogd]]:
+    """``start(forward_action) -> Rsyslogd``; every rsyslogd started is stopped at teardown."""
+    started: list[Rsyslogd] = []
+
+    def start(forward: str) -> Rsyslogd:
+        r = Rsyslogd(tmp_path / f"rsyslog{len(started)}", forward)
+        started.append(r)
+        return r.start()
+
+    yield start
+    for r in started:
+        r.stop()
+
+
+def this_host(rfc3164: bool = False) -> str:
+    name = socket.gethostname()
+    return (name.split(".", 1)[0] if rfc3164 else name).lower()
+
+
+def app(rec: TimelineRecord) -> str:
+    return rec.tag.split("[", 1)[0]
+
+
+def rfc3164_now() -> str:
+    t = time.gmtime()
+    return time.strftime("%b ", t) + f"{t.tm_mday:2d}" + time.strftime(" %H:%M:%S", t)
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+@pytest.mark.parametrize("protocol,framing", TRANSPORTS, ids=("tcp-octet", "tcp-lf", "udp"))
+def test_rsyslog_relay(
+    sylog_server: SylogServer,
+    rsyslog_relay: Callable[[str], Rsyslogd],
+    protocol: str,
+    framing: str | None,
+    template: str,
+) -> None:
+    """Every omfwd transport x built-in template: host, facility.severity, tag, text, UTF-8, a kernel line."""
+    relay = rsyslog_relay(omfwd(sylog_server, protocol, framing, template))
+    t = uuid.uuid4().hex[:12]
+    host = this_host()
+
+    relay.logger("tcp", "--rfc5424", "-p", "local3.info", "-t", "webapp", f"{t} plain via rsyslog")
+    relay.logger("udp", "--rfc3164", "-i", "-p", "daemon.warning", "-t", "ntpd", f"{t} rfc3164 with pid")
+    relay.logger("tcp", "--octet-count", "--rfc5424", "-p", "user.notice", "-t", "utf8", f"{t} {UTF8_TEXT}")
+    # A kernel line as imklog hands it to rsyslog on a real host: facility kern, tag "kernel", printk time.
+    relay.send_raw_udp(f"<2>{rfc3164_now()} db-07 kernel: {KERNEL_BODY} {t}".encode())
+
+    rec = sylog_server.wait_for_text(host, f"{t} plain via rsyslog", timeout=15)
+    assert (rec.host, rec.facility, rec.severity, app(rec)) == (host, "local3", "info", "webapp"), rec
+    assert rec.msg.strip() == f"{t} plain via rsyslog", rec
+
+    rec = sylog_server.wait_for_text(this_host(rfc3164=True), f"{t} rfc3164 with pid", timeout=15)
+    assert (rec.facility, rec.severity, app(rec)) == ("daemon", "warning", "ntpd"), rec
+    assert rec.tag.startswith("ntpd[") and rec.tag[5:-1].isdigit(), rec
+    assert rec.msg.strip() == f"{t} rfc3164 with pid", rec
+
+    rec = sylog_server.wait_for_text(host, f"{t} {UTF8_TEXT}", timeout=15)
+    assert (rec.facility, rec.severity, app(rec)) == ("user", "notice", "utf8"), rec
+
+    rec = sylog_server.wait_for_text("db-07", t, timeout=15)
+    assert (rec.host, rec.facility, rec.severity, rec.tag) == ("db-07", "kern", "crit", "kernel"), rec
+    assert rec.msg.strip() == f"{KERNEL_BODY} {t}", rec
+
+
+@pytest.mark.parametrize("framing", ["octet-counted", "traditional"])
+def test_rsyslog_tcp_no_loss(
+    sylog_server: SylogServer, rsyslog_relay: Callable[[str], Rsyslogd], framing: str
+) -> None:
+    """N messages through rsyslog over TCP all arrive, each once (``logger -f``: one message per line)."""
+    n = 3000
+    relay = rsyslog_relay(omfwd(sylog_server, "tcp", framing, "RSYSLOG_SyslogProtocol23Format"))
+    t = uuid.uuid4().hex[:12]
+    body = "".join(f"{t} seq={i:05d} the quick brown fox jumps over the lazy dog\n" for i in range(n)).encode()
+    relay.logger("tcp", "--octet-count", "--rfc5424", "-p", "local2.info", "-t", "bulk", input=body)
+    host = this_host()
+    seen: dict[str, int] = {}
+
+    def all_arrived() -> bool:
+        seen.clear()
+        for r in sylog_server.records(host):
+            if t in r.msg and "seq=" in r.msg:
+                k = r.msg.split("seq=", 1)[1][:5]
+                seen[k] = seen.get(k, 0) + 1
+        return len(seen) >= n
+
+    try:
+        wait_for(all_arrived, 60, interval=0.2, what=f"{n} messages through rsyslog ({framing})")
+    except AssertionError:
+        missing = sorted({f"{i:05d}" for i in range(n)} - seen.keys())
+        raise AssertionError(
+            f"{len(missing)} of {n} lost, e.g. {missing[:10]}\n{relay.diagnose()}\n{sylog_server.output()}"
+        ) from None
+    dups = {k: c for k, c in seen.items() if c > 1}
+    assert not dups, f"duplicated: {list(dups.items())[:10]}"
+
+
+def test_rsyslog_queues_until_sylog_starts(
+    sylog_server_factory: Callable[..., SylogServer], rsyslog_relay: Callable[[str], Rsyslogd]
+) -> None:
+    """rsyslog started before sylog (the usual boot race) retries; once sylog listens, the backlog arrives."""
+    tcp_port, udp_port = free_port("tcp"), free_port("udp")
+    relay = rsyslog_relay(omfwd_to(tcp_port, "tcp", "octet-counted", "RSYSLOG_SyslogProtocol23Format"))
+    t = uuid.uuid4().hex[:12]
+    for i in range(5):
+        relay.logger("tcp", "--rfc5424", "-p", "local4.info", "-t", "early", f"{t} early {i}")
+    assert not _port_bound("tcp", tcp_port)
+    server = sylog_server_factory(tcp_port=tcp_port, udp_port=udp_port)
+    host = this_host()
+    wait_for(
+        lambda: sum(1 for r in server.records(host) if t in r.msg) >= 5,
+        20, interval=0.2, what="the messages rsyslog queued while sylog was down",
+        diagnose=lambda: relay.diagnose() + "\n" + server.dump(),
+    )
