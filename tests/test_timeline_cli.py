@@ -1,0 +1,290 @@
+"""`sylog timeline` over generated day files: order across days, --since/--until seeks, --grep, --around, errors.
+
+The CLI is run in a real subprocess for the paths that matter (stdout a pipe or a regular file, so the
+``sendfile`` path is exercised) and in-process for the many small cases.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sylog.cli import main
+from sylog.commands import timeline as tl
+
+T0 = datetime(2026, 11, 23, 22, 0, 0, tzinfo=timezone.utc).timestamp()
+
+
+def stamp(t: float) -> bytes:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+
+
+def line(t: float, host: str, text: bytes, fac: bytes = b"kern.info", tag: bytes = b"kernel:") -> bytes:
+    return b" ".join((stamp(t), host.encode(), fac, tag, text)) + b"\n"
+
+
+def write_timeline(data: Path, host: str, lines: list[tuple[float, bytes]]) -> list[bytes]:
+    """Write (time, text) pairs into per-UTC-day files, as the server does; return the lines in order."""
+    out = []
+    by_day: dict[str, list[bytes]] = {}
+    for t, text in lines:
+        ln = line(t, host, text)
+        out.append(ln)
+        by_day.setdefault(datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d"), []).append(ln)
+    d = data / "timelines" / host
+    d.mkdir(parents=True, exist_ok=True)
+    for day, lns in by_day.items():
+        (d / f"{day}.log").write_bytes(b"".join(lns))
+    return out
+
+
+def run_cli(capsysbinary, *argv: str) -> tuple[int, bytes, str]:
+    rc = main(["timeline", *argv])
+    cap = capsysbinary.readouterr()
+    return rc, cap.out, cap.err.decode()
+
+
+def run_proc(*argv: str, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sylog", "timeline", *argv], stdout=stdout, stderr=subprocess.PIPE, timeout=60
+    )
+
+
+@pytest.fixture
+def three_days(tmp_path: Path) -> tuple[Path, list[bytes], list[float]]:
+    # 22:00 on day 1 .. 02:00 on day 3: one line every 60 s, crossing two midnights.
+    times = [T0 + i * 60 for i in range(60 * 28)]
+    lines = write_timeline(tmp_path, "db-07", [(t, b"msg %d" % i) for i, t in enumerate(times)])
+    return tmp_path, lines, times
+
+
+def test_whole_timeline_in_order_across_days(three_days, capsysbinary):
+    data, lines, _ = three_days
+    assert sorted(p.name for p in (data / "timelines" / "db-07").iterdir()) == [
+        "2026-11-23.log", "2026-11-24.log", "2026-11-25.log"]
+    rc, out, err = run_cli(capsysbinary, "db-07", "--data-dir", str(data))
+    assert rc == 0, err
+    assert out == b"".join(lines)
+
+
+def test_subprocess_pipe_and_file_outputs_are_identical(three_days, tmp_path):
+    data, lines, _ = three_days
+    p = run_proc("db-07", "--data-dir", str(data))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"".join(lines)
+    target = tmp_path / "out.log"
+    with open(target, "wb") as f:  # a regular file: the sendfile path
+        p = run_proc("db-07", "--data-dir", str(data), "--since", "2026-11-24T23:00Z", stdout=f)
+    assert p.returncode == 0, p.stderr
+    want = [ln for ln in lines if ln >= b"2026-11-24T23:00"]
+    assert target.read_bytes() == b"".join(want)
+    with open(target, "ab") as f:  # O_APPEND refuses sendfile: the fallback must still copy everything
+        p = run_proc("db-07", "--data-dir", str(data), "--since", "2026-11-25T01:00Z", stdout=f)
+    assert p.returncode == 0, p.stderr
+    assert target.read_bytes() == b"".join(want) + b"".join(ln for ln in lines if ln >= b"2026-11-25T01:00")
+
+
+def test_since_until_across_days(three_days, capsysbinary):
+    data, lines, times = three_days
+    rc, out, _ = run_cli(capsysbinary, "db-07", "--data-dir", str(data),
+                         "--since", "2026-11-23T23:30:00Z", "--until", "2026-11-25T00:10:00Z")
+    assert rc == 0
+    lo, hi = datetime(2026, 11, 23, 23, 30, tzinfo=timezone.utc).timestamp(), \
+        datetime(2026, 11, 25, 0, 10, tzinfo=timezone.utc).timestamp()
+    want = [ln for ln, t in zip(lines, times) if lo <= t <= hi]
+    assert out == b"".join(want)
+    assert want[0].startswith(b"2026-11-23T23:30:00.000000Z") and want[-1].startswith(b"2026-11-25T00:10:00")
+
+
+def test_since_duration_is_relative_to_now(tmp_path, capsysbinary):
+    import time
+
+    now = time.time()
+    lines = write_timeline(tmp_path, "web1", [(now - 3 * 3600 + i * 600, b"tick %d" % i) for i in range(18)])
+    rc, out, _ = run_cli(capsysbinary, "web1", "--data-dir", str(tmp_path), "--since", "1h")
+    assert rc == 0
+    got = out.splitlines(keepends=True)
+    # lines every 10 min from now-3h: those within the last hour (allow the clock to move a little)
+    assert got == lines[-len(got):] and len(got) in (5, 6)  # i=12 sits right on the bound
+
+
+def test_since_seek_big_file_matches_naive_filter(tmp_path):
+    """A file of ~40 MB with runs of equal timestamps: every bound finds exactly the first line >= since."""
+    rnd = random.Random(7)
+    host = "big"
+    t = T0 + 3 * 3600  # all in one day file
+    parts = []
+    times = []
+    for i in range(250_000):
+        if rnd.random() < 0.7:
+            t += rnd.choice((0.000001, 0.01, 0.2))
+        times.append(t)
+        parts.append(line(t, host, b"x" * rnd.randint(20, 300) + b" %d" % i))
+    d = tmp_path / "timelines" / host
+    d.mkdir(parents=True)
+    path = d / "2026-11-24.log"
+    path.write_bytes(b"".join(parts))
+    offsets = [0]
+    for p in parts:
+        offsets.append(offsets[-1] + len(p))
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        assert size > 30_000_000
+        probes = [times[0] - 1, times[0], times[-1], times[-1] + 1] + [rnd.choice(times) for _ in range(40)] + [
+            rnd.uniform(times[0], times[-1]) for _ in range(40)]
+        for b in probes:
+            # compare on the stored microsecond precision
+            sb = stamp(b)
+            want = next((i for i, p in enumerate(parts) if p[:27] >= sb), len(parts))
+            assert tl.find_offset(fd, size, b) == offsets[want], (b, want)
+            want_after = next((i for i, p in enumerate(parts) if p[:27] > sb), len(parts))
+            assert tl.find_offset(fd, size, b, after=True) == offsets[want_after], (b, want_after)
+    # and through the CLI, with the real stdout
+    since = times[200_000]
+    p = run_proc(host, "--data-dir", str(tmp_path), "--since", stamp(since).decode(), "--grep", "x 2000[0-9]{2}$")
+    assert p.returncode == 0, p.stderr
+    got = p.stdout.splitlines(keepends=True)
+    sb = stamp(since)
+    assert got == [q for q in parts if q[:27] >= sb and q.rstrip(b"\n")[-6:-2] == b"2000" and b"x 2000" in q]
+    assert len(got) == 100
+
+
+def test_grep_bytes_anchors_and_non_utf8(tmp_path, capsysbinary):
+    lines = write_timeline(tmp_path, "h1", [
+        (T0 + 1, b"usb 1-1: new device"),
+        (T0 + 2, b"BUG: kernel NULL pointer dereference, address: 0000000000000008"),
+        (T0 + 3, b"raw \xff\xfe bytes stay"),
+        (T0 + 4, b"Call Trace:"),
+        (T0 + 5, b"end"),
+    ])
+    rc, out, _ = run_cli(capsysbinary, "h1", "--data-dir", str(tmp_path), "--grep", r"NULL pointer|Call Trace")
+    assert rc == 0 and out == lines[1] + lines[3]
+    rc, out, _ = run_cli(capsysbinary, "h1", "--data-dir", str(tmp_path), "--grep", r"\xff\xfe")
+    assert out == lines[2]  # bytes as stored, not re-encoded
+    rc, out, _ = run_cli(capsysbinary, "h1", "--data-dir", str(tmp_path), "--grep", r"Trace:$")
+    assert out == lines[3]
+    rc, out, _ = run_cli(capsysbinary, "h1", "--data-dir", str(tmp_path), "--grep", r"^2026-11-23T22:00:05")
+    assert out == lines[4]
+    # a match may not span lines: `device\s2026` would only match across the newline
+    rc, out, _ = run_cli(capsysbinary, "h1", "--data-dir", str(tmp_path), "--grep", r"device\s2026")
+    assert rc == 0 and out == b""
+    rc, out, _ = run_cli(capsysbinary, "h1", "--data-dir", str(tmp_path), "--grep", "call trace", "-i")
+    assert out == lines[3]
+
+
+def test_grep_chunk_many_matches_per_chunk():
+    data = b"".join(b"line %d %s\n" % (i, b"hit" if i % 3 == 0 else b"miss") for i in range(1000))
+    got = tl.grep_chunk(__import__("re").compile(rb"hit", __import__("re").M), data)
+    assert got == [ln for ln in data.splitlines(keepends=True) if b"hit" in ln]
+    got = tl.grep_chunk(__import__("re").compile(rb"", __import__("re").M), data)
+    assert got == data.splitlines(keepends=True)  # an empty pattern matches every line once
+
+
+def test_partial_last_line_is_not_shown(tmp_path, capsysbinary):
+    lines = write_timeline(tmp_path, "h2", [(T0 + i, b"m%d" % i) for i in range(3)])
+    f = tmp_path / "timelines" / "h2" / "2026-11-23.log"
+    with open(f, "ab") as fh:
+        fh.write(stamp(T0 + 9) + b" h2 kern.info kernel: half a li")
+    rc, out, _ = run_cli(capsysbinary, "h2", "--data-dir", str(tmp_path))
+    assert rc == 0 and out == b"".join(lines)
+
+
+def _incident(data: Path, host: str, ident: str, first_seen) -> None:
+    d = data / "incidents" / host
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{ident}.json").write_bytes(orjson.dumps({"id": ident, "host": host, "kind": "oops",
+                                                    "first_seen": first_seen, "last_seen": first_seen}))
+
+
+def test_around_incident_across_midnight(three_days, capsysbinary):
+    data, lines, times = three_days
+    # first_seen two minutes after midnight of day 2: 50 lines before reach back into day 1's file
+    k = next(i for i, t in enumerate(times) if stamp(t).startswith(b"2026-11-24T00:02"))
+    _incident(data, "db-07", "db-07-20261124-000200-oops", stamp(times[k]).decode())
+    rc, out, err = run_cli(capsysbinary, "db-07", "--data-dir", str(data), "--around", "db-07-20261124-000200-oops")
+    assert rc == 0, err
+    assert out == b"".join(lines[k - 50 : k + 20])
+    rc, out, _ = run_cli(capsysbinary, "db-07", "--data-dir", str(data), "--around", "db-07-20261124-000200-oops",
+                         "--before", "3", "--after", "1")
+    assert out == b"".join(lines[k - 3 : k + 1])
+    # epoch-number first_seen between two lines; near the start of the data
+    _incident(data, "db-07", "early", times[2] + 0.5)
+    rc, out, _ = run_cli(capsysbinary, "db-07", "--data-dir", str(data), "--around", "early")
+    assert out == b"".join(lines[0:23])
+    # with --grep the counts are of matching lines
+    rc, out, _ = run_cli(capsysbinary, "db-07", "--data-dir", str(data), "--around", "db-07-20261124-000200-oops",
+                         "--before", "2", "--after", "2", "--grep", r"msg \d*5$")
+    want_b = [ln for ln in lines[:k] if ln.rstrip().endswith(b"5")][-2:]
+    want_a = [ln for ln in lines[k:] if ln.rstrip().endswith(b"5")][:2]
+    assert out == b"".join(want_b + want_a)
+
+
+def test_around_at_end_of_data(three_days, capsysbinary):
+    data, lines, times = three_days
+    _incident(data, "db-07", "late", times[-1] + 3600)
+    rc, out, _ = run_cli(capsysbinary, "db-07", "--data-dir", str(data), "--around", "late", "--before", "4")
+    assert rc == 0 and out == b"".join(lines[-4:])
+
+
+def test_lines_backward_small_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(tl, "PROBE", 7)  # blocks shorter than a line: tails carried between reads
+    a = tmp_path / "a.log"
+    b = tmp_path / "b.log"
+    a.write_bytes(b"one\n\ntwo two two two\n")
+    b.write_bytes(b"three\nfour four four\nfive\n")
+    got = list(tl.lines_backward([a, b], len(b"three\nfour four four\n")))
+    assert got == [b"four four four\n", b"three\n", b"two two two two\n", b"\n", b"one\n"]
+    assert list(tl.lines_forward([a, b], 4)) == [b"\n", b"two two two two\n", b"three\n", b"four four four\n",
+                                                 b"five\n"]
+
+
+def test_host_name_is_folded(three_days, capsysbinary):
+    data, lines, _ = three_days
+    rc, out, err = run_cli(capsysbinary, "DB-07", "--data-dir", str(data), "--since", "2026-11-25T01:59Z")
+    assert rc == 0, err
+    assert out == b"".join(ln for ln in lines if ln >= b"2026-11-25T01:59")
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["nohost"], "unknown host 'nohost'"),
+        (["../timelines"], "unknown host"),
+        (["db-07", "--since", "yesterdayish"], "bad time 'yesterdayish'"),
+        (["db-07", "--until", "2h3q"], "bad time"),
+        (["db-07", "--grep", "(unclosed"], "bad --grep regex"),
+        (["db-07", "--around", "nope"], "unknown incident 'nope'"),
+        (["db-07", "--around", "../x"], "unknown incident"),
+        (["db-07", "--around", "x", "--since", "1h"], "cannot be combined"),
+    ],
+)
+def test_errors_are_one_line_and_nonzero(three_days, capsysbinary, argv, needle):
+    data, _, _ = three_days
+    rc, out, err = run_cli(capsysbinary, argv[0], "--data-dir", str(data), *argv[1:])
+    assert rc != 0
+    assert out == b""
+    assert needle in err and err.count("\n") == 1, err
+
+
+def test_incident_of_another_host(three_days, capsysbinary):
+    data, _, times = three_days
+    write_timeline(data, "other", [(T0, b"x")])
+    _incident(data, "other", "other-1", times[5])
+    rc, _, err = run_cli(capsysbinary, "db-07", "--data-dir", str(data), "--around", "other-1")
+    assert rc == 1 and "belongs to host 'other'" in err
+
+
+def test_empty_ranges(three_days, capsysbinary):
+    data, _, _ = three_days
+    for argv in (["--since", "2030-01-01"], ["--until", "2020-01-01"],
+                 ["--since", "2026-11-25", "--until", "2026-11-24"]):
+        rc, out, _ = run_cli(capsysbinary, "db-07", "--data-dir", str(data), *argv)
+        assert rc == 0 and out == b""
