@@ -32,13 +32,28 @@ class TimelineError(Exception):
 
 
 # --------------------------------------------------------------------------------------------------- host names
-def fold_host_name(name: str) -> str:
-    """Fold a host name the way the server does, so ``DB-07.`` finds ``db-07``'s files."""
+def host_candidates(name: str) -> list[str]:
+    """Folded forms of a host argument, as the server folds names (and peer addresses) into directory names.
+
+    ``DB-07.`` finds ``db-07``; ``::ffff:10.0.0.1`` finds ``10.0.0.1``. An implausible name (``../x``) yields
+    nothing rather than the server's ``unknown`` fallback, so it is reported as an unknown host.
+    """
     try:
-        from sylog.syslog.hostnames import fold_host
-    except ImportError:  # server module not there yet: the obvious folding
-        return name.strip().rstrip(".").lower()
-    return fold_host(name, "")
+        from sylog.syslog.hostnames import fold_host, fold_name
+    except ImportError:  # pragma: no cover - server module missing: the obvious folding
+        s = name.strip().rstrip(".").lower()
+        return [s] if _safe_component(s) else []
+    out = []
+    for cand in (fold_name(name), fold_host(None, name)):
+        if cand and _safe_component(cand) and cand not in out and (cand != "unknown" or name == "unknown"):
+            out.append(cand)
+    return out
+
+
+def fold_host_name(name: str) -> str:
+    """The directory name the server would use for host ``name`` ('' when implausible)."""
+    c = host_candidates(name)
+    return c[0] if c else ""
 
 
 def _safe_component(name: str) -> bool:
@@ -48,9 +63,8 @@ def _safe_component(name: str) -> bool:
 def host_dir(data_dir: Path, host: str) -> Path:
     """The host's timeline directory; ``TimelineError`` when the host never sent anything."""
     base = data_dir / "timelines"
-    folded = fold_host_name(host)
-    for cand in (folded, host):
-        if _safe_component(cand) and (base / cand).is_dir():
+    for cand in host_candidates(host):
+        if (base / cand).is_dir():
             return base / cand
     raise TimelineError(f"unknown host {host!r}: no timeline in {base}")
 
