@@ -14,6 +14,8 @@ import uuid
 
 import pytest
 
+from sylog.syslog.hostnames import fold_host
+
 from conftest import SylogServer, TimelineRecord, require_binary, wait_for
 
 pytestmark = pytest.mark.realclient
@@ -26,7 +28,7 @@ def this_host(rfc3164: bool = False) -> str:
     name = socket.gethostname()
     if rfc3164:
         name = name.split(".", 1)[0]
-    return name.lower()
+    return fold_host(name, "127.0.0.1")
 
 
 def logger(server: SylogServer, transport: str, *args: str, input: bytes | None = None) -> None:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from sylog.syslog.hostnames import fold_host
+
 from conftest import SylogServer, TimelineRecord, _port_bound, free_port, require_binary, wait_for
 
 pytestmark = pytest.mark.realclient
@@ -159,8 +161,9 @@ def rsyslog_relay(tmp_path: Path) -> Iterator[Callable[[str], Rsyslogd]]:
 
 
 def this_host(rfc3164: bool = False) -> str:
+    """The host name logger sends (RFC 3164: up to the first dot), folded as sylog folds it."""
     name = socket.gethostname()
-    return (name.split(".", 1)[0] if rfc3164 else name).lower()
+    return fold_host(name.split(".", 1)[0] if rfc3164 else name, "127.0.0.1")
 
 
 def app(rec: TimelineRecord) -> str:
