@@ -10,7 +10,7 @@ import sys
 from sylog import __version__
 
 # Order is the order shown in --help.
-COMMANDS: tuple[str, ...] = ("timeline", "signatures")
+COMMANDS: tuple[str, ...] = ("incidents", "show", "timeline", "signatures")
 
 
 def build_parser() -> argparse.ArgumentParser:

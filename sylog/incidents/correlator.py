@@ -1,0 +1,393 @@
+"""Sans-IO per-host crash correlation: turns each host's message stream into incidents.
+
+Fed every accepted message (``feed``) and a clock (``tick``); emits ``(event, OpenIncident)`` to a sink, where event
+is ``opened`` | ``updated`` | ``closed``. No I/O, no asyncio: the engine (``engine.py``) persists what it is told.
+
+Per host:
+- every line goes into a compact ring (``ring.py``): the last-gasp context of the next incident;
+- a kernel line is split (printk prefix) and classified by ``sylog.kernel``; a trigger opens an incident or joins the
+  open one; while open, every kernel line of that host attaches (a dying kernel's output is all report), non-kernel
+  lines do not;
+- the incident closes when the host has sent no crash line (trigger or continuation) for ``quiet`` seconds, when a
+  new boot starts, or after ``max_open`` seconds;
+- a new boot (boot banner, or printk time back near zero) with no crash and no clean shutdown seen since the
+  previous boot gives an ``unclean-reboot`` incident, opened and closed at once.
+
+The only work for a non-kernel message is a dict lookup, two attribute tests and a ring append.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from sylog.incidents.model import Incident, new_id, rfc3339
+from sylog.incidents.ring import DEFAULT_MAX_BYTES, ContextRing
+
+REPORT_FIELDS = ("title", "function", "module", "kernel_release", "taint", "cpu", "pid", "comm", "hardware",
+                 "frames", "signature")
+# Non-kernel programs whose messages may announce a clean shutdown (is_clean_shutdown is only asked about these
+# and about kernel lines, so ordinary daemon chatter never reaches the detector).
+SHUTDOWN_APPS = frozenset({"rsyslogd", "systemd-shutdown", "systemd", "shutdown", "init", "systemd-logind",
+                           "reboot", "halt", "poweroff", "syslog-ng", "syslogd"})
+# Kinds that explain a following reboot by themselves: no extra unclean-reboot incident after them.
+DIE_KINDS = frozenset({"panic", "oops", "bug", "page-fault", "gpf", "mce", "hard-lockup", "hw-error"})
+BOOT_TS_LOW = 5.0  # printk seconds: "back near zero" ...
+BOOT_TS_HIGH = 60.0  # ... after having been at least this large
+BOOTING_TS = 30.0  # a boot is over once printk time passes this (or BOOTING_WALL seconds of wall time)
+BOOTING_WALL = 60.0
+UNCLEAN_TITLE = "unexpected kernel reboot"
+
+
+def default_detector() -> SimpleNamespace:
+    """The DETECTOR engineer's sylog.kernel functions, bundled so tests can inject fakes."""
+    from sylog.kernel import detect, printk, report
+
+    return SimpleNamespace(
+        split_printk=printk.split_printk, classify=detect.classify, is_boot_marker=detect.is_boot_marker,
+        is_clean_shutdown=detect.is_clean_shutdown, analyze=report.analyze,
+        is_crash_continuation=getattr(detect, "is_crash_continuation", None),
+    )
+
+
+class OpenIncident:
+    """Live state of one incident. ``inc`` is the record written to disk; the rest is working memory."""
+
+    __slots__ = ("inc", "first_t", "last_t", "last_crash_t", "context", "head", "tail", "bodies", "tail_bodies",
+                 "stale", "analyzed_at", "resumed", "new_lines", "version", "closed")
+
+    def __init__(self, inc: Incident, t: float, context: bytes, tail_keep: int) -> None:
+        self.inc = inc
+        self.first_t = t
+        self.last_t = t
+        self.last_crash_t = t
+        self.context = context  # joined context lines, fixed at open
+        self.head: list[bytes] = []  # first crash lines (up to the cap minus tail_keep)
+        self.tail: deque[bytes] = deque(maxlen=tail_keep)  # last crash lines once the head is full
+        self.bodies: list[str] = []
+        self.tail_bodies: deque[str] = deque(maxlen=tail_keep)
+        self.stale = True  # the report does not reflect every attached line yet
+        self.analyzed_at = float("-inf")
+        self.resumed = False
+        self.new_lines = 0
+        self.version = 0  # bumped on every change; the writer compares it
+        self.closed = False
+
+    def crash_lines(self) -> list[bytes]:
+        out = list(self.head)
+        if self.inc.lines_cut:
+            out.append(b"---- sylog: %d crash lines cut here (per-incident cap) ----\n" % self.inc.lines_cut)
+        out.extend(self.tail)
+        return out
+
+    def all_bodies(self) -> list[str]:
+        return self.bodies + list(self.tail_bodies) if self.tail_bodies else self.bodies
+
+
+class _Host:
+    __slots__ = ("ring", "open", "seen", "booting", "boot_t", "max_ts", "clean", "crashed", "last_t")
+
+    def __init__(self) -> None:
+        self.ring = ContextRing()
+        self.open: OpenIncident | None = None
+        self.seen = False  # any line since the last boot (or since we started listening)
+        self.booting = False
+        self.boot_t = 0.0
+        self.max_ts = 0.0  # largest printk time since the last boot
+        self.clean = False  # a clean shutdown was announced since the last boot
+        self.crashed = False  # an incident that explains a reboot happened since the last boot
+        self.last_t = 0.0
+
+
+Sink = Callable[[str, OpenIncident], None]
+
+
+class Correlator:
+    """Per-host state machines. ``feed`` for every message, ``tick(now)`` a few times a second."""
+
+    def __init__(self, sink: Sink | None = None, *, quiet: float = 30.0, context_lines: int = 200,
+                 refresh_interval: float = 0.5, max_lines: int = 5000, tail_keep: int = 200,
+                 ring_bytes: int = DEFAULT_MAX_BYTES, max_open: float = 3600.0, detector: Any = None,
+                 id_factory: Callable[[float], str] | None = None) -> None:
+        self.sink: Sink = sink or (lambda ev, rec: None)
+        self.quiet = quiet
+        self.context_lines = context_lines
+        self.refresh_interval = refresh_interval
+        self.max_lines = max(max_lines, 2)
+        self.tail_keep = max(1, min(tail_keep, self.max_lines // 2))
+        self.ring_bytes = ring_bytes
+        self.max_open = max_open
+        self.det = detector if detector is not None else default_detector()
+        self._cont = getattr(self.det, "is_crash_continuation", None)
+        self._shutdown_apps = frozenset(getattr(self.det, "CLEAN_SHUTDOWN_APPS", ())) | SHUTDOWN_APPS
+        self._ids: set[str] = set()
+        self._id_factory = id_factory or (lambda t: new_id(t, self._ids))
+        self.hosts: dict[str, _Host] = {}
+        self.open: dict[str, OpenIncident] = {}  # host -> its open incident
+        self.counters = {"kernel_lines": 0, "incidents_opened": 0, "incidents_closed": 0, "lines_cut": 0,
+                         "unclean_reboots": 0, "analyze_errors": 0, "detector_errors": 0}
+
+    # --- input ------------------------------------------------------------------------------------------------
+
+    def feed(self, host: str, recv_time: float, msg: Any, line: bytes) -> None:
+        st = self.hosts.get(host)
+        if st is None:
+            st = self.hosts[host] = _Host()
+        if msg.facility == 0 or msg.app_name == "kernel":
+            try:
+                self._kernel(st, host, recv_time, msg, line)
+            except Exception:  # a detector bug must never cost the line or the server
+                self.counters["detector_errors"] += 1
+        elif msg.app_name in self._shutdown_apps:
+            try:
+                if self.det.is_clean_shutdown(msg):
+                    st.clean = True
+            except Exception:
+                self.counters["detector_errors"] += 1
+        st.ring.append(line, self.context_lines, self.ring_bytes)
+        st.seen = True
+        st.last_t = recv_time
+
+    def _kernel(self, st: _Host, host: str, t: float, msg: Any, line: bytes) -> None:
+        self.counters["kernel_lines"] += 1
+        det = self.det
+        pl = det.split_printk(msg.msg)
+        body = pl.body
+        ts = pl.ts
+        rec = st.open
+        if rec is not None and self._expired(rec, t):
+            self._close(st, rec, "restart" if rec.resumed and not rec.new_lines else "quiet")
+            rec = None
+        # A new boot?
+        if st.booting and ((ts is not None and ts >= BOOTING_TS) or t - st.boot_t >= BOOTING_WALL):
+            st.booting = False
+        if not st.booting and (det.is_boot_marker(body) or (
+                ts is not None and ts < BOOT_TS_LOW and st.max_ts >= BOOT_TS_HIGH)):
+            self._new_boot(st, host, t, msg, line, body)
+            rec = None
+            return
+        if ts is not None and ts > st.max_ts:
+            st.max_ts = ts
+        if det.is_clean_shutdown(msg):
+            st.clean = True
+        hit = det.classify(body)
+        if hit is not None:
+            if rec is None:
+                self._open(st, host, t, hit, body, line, msg)
+            else:
+                self._join(rec, t, hit, body, line)
+        elif rec is not None:
+            cont = self._cont
+            crashy = cont is None or bool(cont(body))
+            self._attach(rec, t, body, line, crashy)
+
+    # --- incident life ----------------------------------------------------------------------------------------
+
+    def _open(self, st: _Host, host: str, t: float, hit: Any, body: str, line: bytes, msg: Any) -> None:
+        kind = hit.kind
+        ctx = st.ring.lines(self.context_lines)
+        iid = self._id_factory(t)
+        self._ids.add(iid)
+        stamp = rfc3339(t)
+        inc = Incident(id=iid, host=host, kind=kind, kinds=[kind], fatal=_is_fatal(hit), state="open",
+                       first_seen=stamp, last_seen=stamp, source=_source(msg), trigger=body,
+                       context_lines=len(ctx), title=body.strip()[:200])
+        rec = OpenIncident(inc, t, b"".join(ctx), self.tail_keep)
+        self._append(rec, body, line)
+        st.open = rec
+        self.open[host] = rec
+        self.counters["incidents_opened"] += 1
+        if kind in DIE_KINDS or inc.fatal:
+            st.crashed = True
+        self._analyze(rec, t)
+        self.sink("opened", rec)
+
+    def _join(self, rec: OpenIncident, t: float, hit: Any, body: str, line: bytes) -> None:
+        inc = rec.inc
+        if hit.kind not in inc.kinds:
+            inc.kinds.append(hit.kind)
+        if _is_fatal(hit):
+            inc.fatal = True
+        st = self.hosts.get(inc.host)
+        if st is not None and (hit.kind in DIE_KINDS or inc.fatal):
+            st.crashed = True
+        self._attach(rec, t, body, line, True)
+
+    def _attach(self, rec: OpenIncident, t: float, body: str, line: bytes, crashy: bool) -> None:
+        self._append(rec, body, line)
+        rec.last_t = t
+        if crashy:
+            rec.last_crash_t = t
+        rec.inc.last_seen = rfc3339(t)
+        rec.stale = True
+        rec.new_lines += 1
+        rec.version += 1
+
+    def _append(self, rec: OpenIncident, body: str, line: bytes) -> None:
+        inc = rec.inc
+        inc.lines += 1
+        if len(rec.head) < self.max_lines - self.tail_keep:
+            rec.head.append(line)
+            rec.bodies.append(body)
+        else:
+            if len(rec.tail) == rec.tail.maxlen:
+                inc.lines_cut += 1
+                self.counters["lines_cut"] += 1
+            rec.tail.append(line)
+            rec.tail_bodies.append(body)
+
+    def _expired(self, rec: OpenIncident, now: float) -> bool:
+        return now - rec.last_crash_t >= self.quiet or now - rec.first_t >= self.max_open
+
+    def _close(self, st: _Host | None, rec: OpenIncident, reason: str) -> None:
+        if rec.closed:
+            return
+        rec.closed = True
+        inc = rec.inc
+        if rec.stale:
+            self._analyze(rec, rec.last_t)
+        inc.state = "closed"
+        inc.closed_reason = reason
+        rec.version += 1
+        if st is not None and st.open is rec:
+            st.open = None
+        if self.open.get(inc.host) is rec:
+            del self.open[inc.host]
+        self.counters["incidents_closed"] += 1
+        self.sink("closed", rec)
+
+    def _new_boot(self, st: _Host, host: str, t: float, msg: Any, line: bytes, body: str) -> None:
+        rec = st.open
+        if rec is not None:
+            self._close(st, rec, "reboot")
+        elif st.seen and not st.clean and not st.crashed:
+            self._unclean(st, host, t, msg, line, body)
+        st.booting = True
+        st.boot_t = t
+        st.max_ts = 0.0
+        st.clean = False
+        st.crashed = False
+        st.seen = False
+
+    def _unclean(self, st: _Host, host: str, t: float, msg: Any, line: bytes, body: str) -> None:
+        ctx = st.ring.lines(self.context_lines)
+        iid = self._id_factory(st.last_t or t)
+        self._ids.add(iid)
+        inc = Incident(id=iid, host=host, kind="unclean-reboot", kinds=["unclean-reboot"], fatal=False,
+                       state="open", first_seen=rfc3339(st.last_t or t), last_seen=rfc3339(t), source=_source(msg),
+                       trigger=body, context_lines=len(ctx), title=UNCLEAN_TITLE)
+        rec = OpenIncident(inc, st.last_t or t, b"".join(ctx), self.tail_keep)
+        rec.last_t = t
+        self._append(rec, body, line)
+        self.counters["incidents_opened"] += 1
+        self.counters["unclean_reboots"] += 1
+        self._analyze(rec, t)
+        inc.title = UNCLEAN_TITLE
+        inc.function = None
+        inc.module = None
+        inc.frames = []
+        inc.signature = _fallback_signature("unclean-reboot", UNCLEAN_TITLE)
+        self.sink("opened", rec)
+        self._close(None, rec, "unclean-reboot")
+
+    def _analyze(self, rec: OpenIncident, now: float) -> None:
+        """Recompute title/function/signature... from every kept body (bounded by the caller's rate)."""
+        inc = rec.inc
+        rec.stale = False
+        rec.analyzed_at = now
+        rec.version += 1
+        try:
+            rep = self.det.analyze(inc.kind, rec.all_bodies())
+        except Exception:
+            self.counters["analyze_errors"] += 1
+            rep = None
+        if rep is not None:
+            for f in REPORT_FIELDS:
+                v = getattr(rep, f, None)
+                if f in ("cpu", "pid"):
+                    v = _int_or_none(v)
+                elif f == "frames":
+                    v = [str(x) for x in v] if v else []
+                elif v is not None and not isinstance(v, str):
+                    v = str(v)
+                if f in ("title", "signature") and not v:
+                    continue
+                setattr(inc, f, v)
+        if not inc.signature:
+            inc.signature = _fallback_signature(inc.kind, inc.title)
+
+    # --- clock ------------------------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Close quiet incidents; refresh the report of busy ones at most every refresh_interval."""
+        for host, rec in list(self.open.items()):
+            if self._expired(rec, now):
+                reason = "restart" if rec.resumed and not rec.new_lines else (
+                    "quiet" if now - rec.last_crash_t >= self.quiet else "max-open")
+                self._close(self.hosts.get(host), rec, reason)
+            elif rec.stale and now - rec.analyzed_at >= self.refresh_interval:
+                self._analyze(rec, now)
+                self.sink("updated", rec)
+
+    def close_all(self, reason: str = "shutdown") -> None:
+        for host, rec in list(self.open.items()):
+            self._close(self.hosts.get(host), rec, reason)
+
+    def resume(self, inc: Incident, context: bytes, crash_lines: list[bytes], bodies: list[str],
+               last_t: float) -> OpenIncident:
+        """Adopt an incident that was open when sylog stopped: it stays open for ``quiet`` after ``last_t`` and
+        closes with reason ``restart`` unless the host sends more."""
+        st = self.hosts.get(inc.host)
+        if st is None:
+            st = self.hosts[inc.host] = _Host()
+        if st.open is not None:
+            self._close(st, st.open, "restart")
+        rec = OpenIncident(inc, last_t, context, self.tail_keep)
+        rec.last_t = rec.last_crash_t = last_t
+        for ln, b in zip(crash_lines, bodies):
+            if len(rec.head) < self.max_lines - self.tail_keep:
+                rec.head.append(ln)
+                rec.bodies.append(b)
+            else:
+                rec.tail.append(ln)
+                rec.tail_bodies.append(b)
+        rec.stale = False
+        rec.resumed = True
+        self._ids.add(inc.id)
+        st.open = rec
+        st.seen = True
+        if inc.kind in DIE_KINDS or inc.fatal:
+            st.crashed = True
+        self.open[inc.host] = rec
+        return rec
+
+    # --- introspection ----------------------------------------------------------------------------------------
+
+    def ring_bytes_total(self) -> int:
+        return sum(h.ring.nbytes() for h in self.hosts.values())
+
+
+def _is_fatal(hit: Any) -> bool:
+    return bool(getattr(hit, "fatal", False)) or getattr(hit, "kind", None) == "panic"
+
+
+def _source(msg: Any) -> str:
+    src = getattr(msg, "source", None)
+    if src in ("syslog", "netconsole", "vmcore"):
+        return src
+    return "netconsole" if getattr(msg, "msgid", None) == "netconsole" else "syslog"
+
+
+def _int_or_none(v: Any) -> int | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fallback_signature(kind: str, title: str) -> str:
+    return hashlib.sha1(f"{kind}\n{title}".encode("utf-8", "surrogateescape")).hexdigest()[:16]

@@ -1,0 +1,234 @@
+"""The asyncio-facing incident observer the server registers.
+
+``feed`` (sync, cheap) hands every message to the sans-IO correlator; ``tick(now)`` closes quiet incidents and sends
+every incident that changed since the last tick to disk in ONE executor hop (a dedicated single thread, so writes of
+one incident never race and never queue behind other work); ``aclose()`` persists open incidents as ``open`` (a
+restart resumes or closes them) and waits for the last write.
+
+Latency: a trigger emits ``opened`` at once; the next tick (the server calls it every 100-200 ms) snapshots it and
+writes it, so it is on disk well within 1 s. A failed write (ENOSPC, EIO) is counted and retried with backoff; the
+incident stays in memory meanwhile (bounded by ``max_pending``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from sylog.incidents.correlator import Correlator, OpenIncident
+from sylog.incidents.model import Incident, encode, parse_rfc3339
+from sylog.incidents.store import IncidentStore, separator
+
+log = logging.getLogger("sylog.incidents")
+
+Listener = Callable[[str, Incident], None]
+
+
+class IncidentEngine:
+    """Observer: ``feed(host, recv_time, msg, line)``, ``tick(now)``, ``await aclose()``."""
+
+    def __init__(self, data_dir: str, *, quiet: float = 30.0, context_lines: int = 200,
+                 refresh_interval: float = 0.5, detector: Any = None, clock: Callable[[], float] = time.time,
+                 max_pending: int = 10000, recover: bool = True, **correlator_kw: Any) -> None:
+        self.store = IncidentStore(data_dir)
+        self.clock = clock
+        self.corr = Correlator(self._on_event, quiet=quiet, context_lines=context_lines,
+                               refresh_interval=refresh_interval, detector=detector, **correlator_kw)
+        self.feed = self.corr.feed  # the hot path: no extra Python frame per message
+        self.max_pending = max_pending
+        self._dirty: dict[str, OpenIncident] = {}  # id -> record to write at the next tick
+        self._events: dict[str, list[str]] = {}  # id -> events not yet announced to listeners
+        self._inflight: asyncio.Future | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self.listeners: list[Listener] = []
+        self.counters = {"writes": 0, "write_errors": 0, "write_batches": 0, "pending_dropped": 0,
+                         "recovered_resumed": 0, "recovered_closed": 0, "recover_unreadable": 0}
+        if recover:
+            self._recover(clock())
+
+    @classmethod
+    def from_config(cls, cfg: Any, **kw: Any) -> "IncidentEngine":
+        ic = cfg.incidents
+        return cls(cfg.data_dir, quiet=ic.quiet, context_lines=ic.context_lines,
+                   refresh_interval=ic.refresh_interval, **kw)
+
+    # --- events from the correlator ---------------------------------------------------------------------------
+
+    def _on_event(self, event: str, rec: OpenIncident) -> None:
+        iid = rec.inc.id
+        self._dirty[iid] = rec
+        if event != "updated":
+            self._events.setdefault(iid, []).append(event)
+        if len(self._dirty) > self.max_pending:  # disk gone for long: keep the newest, count the rest
+            old = next(iter(self._dirty))
+            if old != iid:
+                self._dirty.pop(old, None)
+                self._events.pop(old, None)
+                self.counters["pending_dropped"] += 1
+
+    def _snapshot(self, rec: OpenIncident) -> tuple[OpenIncident, str, str, bytes, bytes, list[str]]:
+        inc = rec.inc
+        jp, lp = self.store.paths(inc.host, inc.id)
+        inc.path = str(jp)
+        inc.log_path = str(lp)
+        lb = b"".join([rec.context, separator(inc.id, inc.context_lines), *rec.crash_lines()])
+        return rec, inc.host, inc.id, encode(inc), lb, self._events.pop(inc.id, [])
+
+    # --- clock ------------------------------------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        self.corr.tick(now)
+        if not self._dirty or now < self._retry_at:
+            return
+        if self._inflight is not None and not self._inflight.done():
+            return  # one batch at a time; the next tick takes what piled up
+        batch = [self._snapshot(r) for r in self._dirty.values()]
+        self._dirty.clear()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._done(batch, self._write(batch), now)
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sylog-incidents")
+        fut = loop.run_in_executor(self._executor, self._write, batch)
+        fut.add_done_callback(lambda f: self._done(batch, _outcome(f, batch), self.clock()))
+        self._inflight = fut
+
+    def _write(self, batch: list) -> list[tuple[str, BaseException]]:
+        """Executor thread: the only place incident files are written."""
+        failed = self.store.write_batch([(h, i, jb, lb) for _, h, i, jb, lb, _ in batch])
+        return [(iid, e) for _, iid, e in failed]
+
+    def _done(self, batch: list, failed: list[tuple[str, BaseException]], now: float) -> None:
+        """Loop thread: count, re-queue failures, tell listeners about incidents now on disk."""
+        bad = {iid for iid, _ in failed}
+        self.counters["write_batches"] += 1
+        self.counters["writes"] += len(batch) - len(bad)
+        if failed:
+            self.counters["write_errors"] += len(failed)
+            self._backoff = min(max(self._backoff * 2, 0.25), 5.0)
+            self._retry_at = now + self._backoff
+            log.warning("incident write failed for %d incident(s), retrying in %.2fs: %s", len(failed),
+                        self._backoff, failed[0][1])
+        else:
+            self._backoff = 0.0
+        for rec, _, iid, _, _, events in batch:
+            if iid in bad:
+                if iid not in self._dirty:
+                    self._dirty[iid] = rec
+                self._events.setdefault(iid, [])[:0] = events
+                continue
+            for ev in events:
+                for fn in self.listeners:
+                    try:
+                        fn(ev, rec.inc)
+                    except Exception:  # an alert hook must not break ingestion
+                        log.exception("incident listener failed")
+
+    async def aclose(self) -> None:
+        """Persist open incidents as open (a restart resumes them) and wait for the files."""
+        for rec in list(self.corr.open.values()):
+            if rec.stale:
+                self.corr._analyze(rec, self.clock())
+            self._dirty[rec.inc.id] = rec
+        for _ in range(3):
+            if self._inflight is not None:
+                try:
+                    await self._inflight
+                except Exception:
+                    pass
+                self._inflight = None
+            if not self._dirty:
+                break
+            self._retry_at = 0.0
+            self.tick(self.clock())
+        if self._inflight is not None:
+            try:
+                await self._inflight
+            except Exception:
+                pass
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def flush_sync(self) -> None:
+        """Write everything pending now, in this thread (tests, tools without a loop)."""
+        if self._dirty:
+            batch = [self._snapshot(r) for r in self._dirty.values()]
+            self._dirty.clear()
+            self._done(batch, self._write(batch), self.clock())
+
+    # --- recovery ---------------------------------------------------------------------------------------------
+
+    def _recover(self, now: float) -> None:
+        items, bad = self.store.load_open()
+        self.counters["recover_unreadable"] = bad
+        split = getattr(self.corr.det, "split_printk", None)
+        for inc, ctx, crash in items:
+            last = parse_rfc3339(inc.last_seen) or now
+            if now - last >= self.corr.quiet:
+                inc.state = "closed"
+                inc.closed_reason = "restart"
+                jp, _ = self.store.paths(inc.host, inc.id)
+                inc.path = str(jp)
+                try:
+                    self.store.write(inc.host, inc.id, encode(inc), None)
+                    self.counters["recovered_closed"] += 1
+                except OSError as e:
+                    log.warning("cannot close recovered incident %s: %s", inc.id, e)
+                continue
+            bodies = [_body_of(ln, split) for ln in crash]
+            self.corr.resume(inc, ctx, crash, bodies, last)
+            self.counters["recovered_resumed"] += 1
+        if items:
+            log.info("incidents: recovered %d open incident(s): %d resumed, %d closed", len(items),
+                     self.counters["recovered_resumed"], self.counters["recovered_closed"])
+
+    # --- for other parts of sylog (vmcore linker, stats) ------------------------------------------------------
+
+    def update_incident(self, host: str, iid: str, **fields: Any) -> bool:
+        """Set fields (e.g. ``vmcore=...``) of an incident still held in memory; False when it is not (then the
+        caller updates the files with ``sylog.query.incidents`` + ``IncidentStore.write``)."""
+        rec = self._dirty.get(iid) or self.corr.open.get(host)
+        if rec is None or rec.inc.id != iid:
+            return False
+        for k, v in fields.items():
+            setattr(rec.inc, k, v)
+        rec.version += 1
+        self._on_event("updated", rec)
+        return True
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.corr.counters)
+        out.update(self.counters)
+        out["incidents_open"] = len(self.corr.open)
+        out["incidents_pending_write"] = len(self._dirty)
+        out["hosts_tracked"] = len(self.corr.hosts)
+        return out
+
+
+def _outcome(fut: asyncio.Future, batch: list) -> list[tuple[str, BaseException]]:
+    if fut.cancelled():
+        return [(b[2], RuntimeError("write cancelled")) for b in batch]
+    exc = fut.exception()
+    return [(b[2], exc) for b in batch] if exc is not None else fut.result()
+
+
+def _body_of(line: bytes, split: Callable | None) -> str:
+    """Best-effort message text of a stored timeline line (``TIME HOST FAC.SEV TAG MSG``), for re-analysis of a
+    resumed incident."""
+    parts = line.rstrip(b"\n").split(b" ", 4)
+    text = (parts[4] if len(parts) == 5 else parts[-1]).decode("utf-8", "surrogateescape")
+    if split is not None:
+        try:
+            return split(text).body
+        except Exception:
+            return text
+    return text
