@@ -7,8 +7,13 @@ Every flag of ``sylog serve`` has a key here. Unknown keys and wrong types are e
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
+
+PosFloat = Annotated[float, Meta(gt=0)]
+NonNegFloat = Annotated[float, Meta(ge=0)]
 
 
 class ConfigError(Exception):
@@ -20,21 +25,22 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ListenConfig(_Section):
-    udp: list[str] = ["0.0.0.0:514"]
-    tcp: list[str] = ["0.0.0.0:514"]
-    loop: str = "uvloop"  # uvloop | asyncio
+    udp: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:514"])  # "none" in the list: disabled
+    tcp: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:514"])
+    loop: Literal["uvloop", "asyncio"] = "uvloop"
 
 
 class LimitsConfig(_Section):
-    max_message_size: int = 64 * 1024  # longer messages are truncated (and counted)
-    tcp_idle_timeout: float = 600.0  # seconds without a byte before a TCP connection is closed
-    max_connections: int = 20000
-    udp_rcvbuf: int = 8 * 1024 * 1024  # SO_RCVBUF asked for on UDP sockets
+    # longer messages are truncated (and counted)
+    max_message_size: Annotated[int, Meta(ge=16, le=64 * 1024 * 1024)] = 64 * 1024
+    tcp_idle_timeout: NonNegFloat = 600.0  # seconds without a byte before a TCP connection is closed (0: never)
+    max_connections: Annotated[int, Meta(ge=1)] = 20000  # beyond this new TCP connections are refused (counted)
+    udp_rcvbuf: Annotated[int, Meta(ge=0)] = 8 * 1024 * 1024  # SO_RCVBUF asked for on UDP sockets (0: default)
 
 
 class TimelineConfig(_Section):
-    flush_interval: float = 0.2  # seconds; batches are written at least this often
-    max_open_files: int = 1024  # open timeline files kept cached (LRU)
+    flush_interval: Annotated[float, Meta(gt=0, le=60)] = 0.2  # seconds; batches are written at least this often
+    max_open_files: Annotated[int, Meta(ge=1)] = 1024  # open timeline files kept cached (LRU)
 
 
 class IncidentsConfig(_Section):
@@ -51,7 +57,7 @@ class VmcoreConfig(_Section):
 
 class Config(_Section):
     data_dir: str = "./sylog-data"
-    stats_interval: float = 60.0  # seconds between counter summary log lines (0 disables)
+    stats_interval: NonNegFloat = 60.0  # seconds between counter summary log lines (0 disables)
     listen: ListenConfig = msgspec.field(default_factory=ListenConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     timeline: TimelineConfig = msgspec.field(default_factory=TimelineConfig)
@@ -74,3 +80,21 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"{p}: {e}") from None
     except msgspec.DecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str = "command line") -> Config:
+    """``cfg`` with dotted keys replaced (``{"limits.max_message_size": 1024}``), validated again, so a bad flag
+    value is reported like a bad file value: naming the key."""
+    if not overrides:
+        return cfg
+    data = msgspec.to_builtins(cfg)
+    for key, value in overrides.items():
+        node = data
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    try:
+        return msgspec.convert(data, type=Config)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"{source}: {e}") from None
