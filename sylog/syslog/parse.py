@@ -1,0 +1,72 @@
+"""One entry point for every received frame: ``parse(raw) -> Message``, RFC 5424 or RFC 3164 or raw.
+
+Which parser: after a valid ``<PRI>``, a digit means RFC 5424 (``<PRI>VERSION SP``) unless it is clearly the start
+of an ISO date (``2026-``, RSYSLOG_ForwardFormat) or a Cisco sequence number (``123: ``); anything else is
+RFC 3164 / rsyslog traditional. No PRI at all: RFC 3164 with PRI 13 assumed (RFC 3164 section 4.3.3).
+
+``strict=True`` (``sylog parse``) raises :class:`ParseError` for an empty frame, a broken PRI ("not syslog: ...")
+and for input that starts like RFC 5424 but breaks its ABNF ("RFC 5424: bad TIMESTAMP at column 6: ...", column =
+0-based byte offset). ``strict=False`` (the server's hot path) never raises: a broken RFC 5424 header is read as far
+as it goes (the rest is MSG) or, when even VERSION is wrong, read as RFC 3164; a broken PRI, or neither PRI nor
+timestamp, gives format 'raw' with the whole frame as MSG. ``Message.missing`` names what had to be guessed.
+All text is UTF-8 decoded with surrogateescape, so the original bytes are always recoverable.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sylog.syslog.message import FORMAT_RAW, Message
+from sylog.syslog.rfc3164 import parse_3164
+from sylog.syslog.rfc5424 import Rfc5424Error, parse_5424
+
+__all__ = ["ParseError", "parse"]
+
+
+class ParseError(ValueError):
+    """The frame is not valid syslog; the text says what is wrong (and where, for RFC 5424)."""
+
+
+_RAW_MISSING = ("pri", "timestamp", "hostname")
+
+
+def _raw(raw: bytes) -> Message:
+    return Message(format=FORMAT_RAW, msg=raw.decode("utf-8", "surrogateescape"), missing=list(_RAW_MISSING))
+
+
+def _looks_5424(raw: bytes, p: int) -> bool:
+    """After ``<PRI>``, at a digit: RFC 5424 VERSION, unless an ISO date or a Cisco ``NNN:`` sequence number."""
+    if raw[p + 4:p + 5] == b"-" and raw[p:p + 4].isdigit():
+        return False
+    q, n = p, min(len(raw), p + 11)
+    while q < n and 48 <= raw[q] <= 57:
+        q += 1
+    return raw[q:q + 1] != b":"
+
+
+def parse(raw: bytes, *, strict: bool = False, now: float | None = None) -> Message:
+    """Parse one syslog frame (framing already removed). See the module doc for strict vs lenient."""
+    if raw[:1] == b"<":
+        gt = raw.find(b">", 1, 6)
+        digits = raw[1:gt] if gt > 1 else b""
+        if not digits or not digits.isdigit() or (digits[0] == 48 and len(digits) > 1) or len(digits) > 3 \
+                or int(digits) > 191:
+            if strict:
+                shown = raw[:gt + 1] if gt > 0 else raw[:6]
+                raise ParseError(f"not syslog: bad PRI {shown!r} (want <0>..<191> without leading zeros)")
+            return _raw(raw)
+        pri = int(digits)
+        p = gt + 1
+        c = raw[p:p + 1]
+        if c.isdigit() and _looks_5424(raw, p):
+            try:
+                return parse_5424(raw, gt, pri, strict)
+            except Rfc5424Error as e:
+                if strict:
+                    raise ParseError(str(e)) from None
+        return parse_3164(raw, p, pri, strict, time.time() if now is None else now)
+    if not raw.strip():
+        if strict:
+            raise ParseError("not syslog: empty message" if not raw else "not syslog: only blanks")
+        return _raw(raw)
+    return parse_3164(raw, 0, None, strict, time.time() if now is None else now)
