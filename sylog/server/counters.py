@@ -1,0 +1,44 @@
+"""All server counters in one place (later exposed as Prometheus metrics and by ``sylog stats``).
+
+Plain integer attributes: the event loop thread increments most of them, the timeline writer thread only its own
+(``written*``, ``write_*``); under the GIL a reader sees a consistent-enough snapshot for monitoring.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class Counters:
+    """Monotonic counters, plus ``conn_open`` (a gauge)."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "received",          # messages accepted into the pipeline (TCP frames + UDP datagrams)
+        "bytes",             # their bytes
+        "rfc5424", "rfc3164", "raw",  # parsed by format (raw: not syslog, stored marked raw)
+        "truncated",         # messages cut to max_message_size
+        "framing_errors",    # TCP connections closed because the stream could not be framed
+        "framing_fallbacks",  # digit-led frames without '<' after the count, read as LF lines
+        "udp_datagrams", "udp_empty", "udp_errors",
+        "conn_accepted", "conn_open", "conn_refused", "conn_idle_closed",
+        "written", "written_bytes", "write_errors", "write_failed",
+        "dropped",           # messages dropped on purpose (load shedding; none yet)
+        "observer_errors", "internal_errors",
+    )
+    __slots__ = FIELDS
+
+    def __init__(self) -> None:
+        for f in self.FIELDS:
+            setattr(self, f, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {f: getattr(self, f) for f in self.FIELDS}
+
+    def summary(self, prev: dict[str, int] | None = None) -> str:
+        """One log line: every non-zero counter (``received`` and ``written`` always), rates vs ``prev``."""
+        d = self.as_dict()
+        parts = []
+        for k, v in d.items():
+            if v or k in ("received", "written", "conn_open"):
+                parts.append(f"{k}={v}")
+        return " ".join(parts)

@@ -1,0 +1,272 @@
+"""Socket listeners: thin asyncio protocols that hand bytes to the sans-IO deframer and frames to the pipeline.
+
+TCP uses :class:`asyncio.BufferedProtocol` with ONE preallocated receive buffer shared by every connection: the
+loop calls ``get_buffer``, ``recv_into`` and ``buffer_updated`` back to back for one connection, so the buffer is
+free again before any other connection reads (no per-connection 256 KiB, no per-read allocation but the one
+``bytes`` copy the frames are sliced from).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import logging
+import socket
+import time
+from typing import Any
+
+from sylog.syslog.framing import TcpDeframer, Truncated, udp_frame
+
+log = logging.getLogger("sylog.server")
+
+READ_BUFFER = 256 * 1024
+
+
+class BindError(Exception):
+    """A listener could not be bound; the message is the one line shown to the operator."""
+
+
+def parse_address(spec: str) -> tuple[str, int]:
+    """``ADDR:PORT``, ``[V6]:PORT``, ``:PORT`` or ``PORT`` -> (host, port). Raises ValueError naming the problem."""
+    s = spec.strip()
+    if s.startswith("["):
+        host, sep, port = s[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{spec!r}: expected [IPV6]:PORT")
+    elif s.count(":") == 1:
+        host, _, port = s.partition(":")
+    elif s.isdigit():
+        host, port = "", s
+    else:
+        raise ValueError(f"{spec!r}: expected ADDR:PORT (IPv6 as [::]:514)")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{spec!r}: port must be 0-65535")
+    return host or "0.0.0.0", int(port)
+
+
+def format_address(addr: tuple[Any, ...]) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _family(host: str) -> tuple[int, str]:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        if not infos:
+            raise BindError(f"cannot resolve listen address {host!r}") from None
+        fam, *_, sa = infos[0]
+        return fam, sa[0]
+    return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), host
+
+
+def _bind_error(kind: str, spec: str, e: OSError) -> BindError:
+    host, port = parse_address(spec)
+    if e.errno == errno.EACCES:
+        return BindError(
+            f"cannot bind {kind} {spec}: permission denied - ports below 1024 need root or CAP_NET_BIND_SERVICE "
+            f"(setcap cap_net_bind_service=+ep on the python binary, or AmbientCapabilities=CAP_NET_BIND_SERVICE "
+            f"in the systemd unit), or use a port above 1023, e.g. --udp 0.0.0.0:5514 --tcp 0.0.0.0:5514")
+    if e.errno == errno.EADDRINUSE:
+        return BindError(f"cannot bind {kind} {spec}: address already in use - another syslog daemon (rsyslog, "
+                         f"syslog-ng, another sylog) holds port {port}; stop it or choose another port")
+    if e.errno == errno.EADDRNOTAVAIL:
+        return BindError(f"cannot bind {kind} {spec}: address not available on this machine")
+    return BindError(f"cannot bind {kind} {spec}: {e.strerror or e}")
+
+
+def make_socket(kind: str, spec: str, *, rcvbuf: int = 0, reuse_port: bool = False) -> socket.socket:
+    """A bound (TCP: listening) non-blocking socket, or BindError with an operator-friendly line."""
+    try:
+        host, port = parse_address(spec)
+    except ValueError as e:
+        raise BindError(f"bad {kind} listen address {e}") from None
+    fam, host = _family(host)
+    sock = socket.socket(fam, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
+    try:
+        if fam == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # [::] and 0.0.0.0 can coexist
+        if kind == "tcp":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if rcvbuf:
+            set_rcvbuf(sock, rcvbuf)
+        sock.bind((host, port))
+        if kind == "tcp":
+            sock.listen(4096)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        raise _bind_error(kind, spec, e) from None
+    return sock
+
+
+def set_rcvbuf(sock: socket.socket, size: int) -> int:
+    """Ask for ``size`` bytes of receive buffer (SO_RCVBUFFORCE first: root may exceed net.core.rmem_max);
+    return what the kernel granted (as getsockopt reports it, i.e. Linux's doubled figure)."""
+    force = getattr(socket, "SO_RCVBUFFORCE", 33)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force, size)
+    except OSError:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        except OSError:
+            pass
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+def _peer_ip(addr: Any) -> str:
+    if isinstance(addr, tuple) and addr:
+        return str(addr[0])
+    return "unknown"
+
+
+class TcpServerState:
+    """What every TCP connection shares: pipeline, counters, limits, the open-connection set, the read buffer."""
+
+    def __init__(self, pipeline: Any, counters: Any, *, max_message_size: int, max_connections: int,
+                 idle_timeout: float) -> None:
+        self.pipeline = pipeline
+        self.counters = counters
+        self.max_message_size = max_message_size
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.conns: set[TcpConnection] = set()
+        self.buffer = bytearray(READ_BUFFER)
+        self.view = memoryview(self.buffer)
+        self._last_error: str | None = None
+
+    def sweep_idle(self, now: float) -> int:
+        """Close connections silent for longer than idle_timeout (called periodically; O(connections))."""
+        if self.idle_timeout <= 0:
+            return 0
+        limit = now - self.idle_timeout
+        stale = [c for c in self.conns if c.last < limit]
+        for c in stale:
+            self.counters.conn_idle_closed += 1
+            c.close()
+        return len(stale)
+
+    def close_all(self) -> None:
+        """Shutdown: deliver each connection's unterminated tail, then close it."""
+        for c in list(self.conns):
+            c.close()
+
+    def framing_error(self, peer: str, why: str) -> None:
+        self.counters.framing_errors += 1
+        if why != self._last_error:
+            log.warning("closing TCP connection from %s: framing error: %s", peer, why)
+            self._last_error = why
+
+
+class TcpConnection(asyncio.BufferedProtocol):
+    """One TCP client: bytes -> deframer -> pipeline."""
+
+    __slots__ = ("st", "transport", "peer", "deframer", "last", "_done")
+
+    def __init__(self, st: TcpServerState) -> None:
+        self.st = st
+        self.transport: asyncio.Transport | None = None
+        self.peer = "unknown"
+        self.deframer: TcpDeframer | None = None
+        self.last = time.monotonic()
+        self._done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        st = self.st
+        c = st.counters
+        if len(st.conns) >= st.max_connections:
+            c.conn_refused += 1
+            self._done = True
+            transport.abort()
+            return
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = _peer_ip(transport.get_extra_info("peername"))
+        self.deframer = TcpDeframer(st.max_message_size)
+        st.conns.add(self)
+        c.conn_accepted += 1
+        c.conn_open += 1
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.st.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        d = self.deframer
+        if d is None or self._done:
+            return
+        self.last = time.monotonic()
+        trunc = d.truncated
+        frames = d.feed(bytes(self.st.view[:nbytes]))
+        if frames:
+            if d.truncated != trunc:
+                self.st.counters.truncated += d.truncated - trunc
+            self.st.pipeline.process(frames, self.peer, time.time())
+        if d.error is not None:
+            self.st.framing_error(self.peer, d.error)
+            self._finish()
+            if self.transport is not None:
+                self.transport.abort()
+
+    def eof_received(self) -> bool:
+        self.close()
+        return False
+
+    def close(self) -> None:
+        """Deliver the unterminated tail (nothing a client sent before closing is lost) and close."""
+        self._finish()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        d = self.deframer
+        st = self.st
+        if d is not None:
+            trunc = d.truncated
+            frames = d.eof()
+            if frames:
+                st.counters.truncated += d.truncated - trunc
+                st.pipeline.process(frames, self.peer, time.time())
+            st.counters.framing_fallbacks += d.fallbacks
+        if self in st.conns:
+            st.conns.discard(self)
+            st.counters.conn_open -= 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+        self.transport = None
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+class UdpListener(asyncio.DatagramProtocol):
+    """One datagram is one message."""
+
+    def __init__(self, pipeline: Any, counters: Any, max_message_size: int) -> None:
+        self.pipeline = pipeline
+        self.counters = counters
+        self.max_message_size = max_message_size
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        c = self.counters
+        c.udp_datagrams += 1
+        frame = udp_frame(data, self.max_message_size)
+        if frame is None:
+            c.udp_empty += 1
+            return
+        if type(frame) is Truncated:
+            c.truncated += 1
+        self.pipeline.process([frame], addr[0] if addr else "unknown", time.time())
+
+    def error_received(self, exc: Exception) -> None:
+        self.counters.udp_errors += 1
