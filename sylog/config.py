@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from sylog.alerts.config import AlertConfig  # [[alert]] entries: documented beside the hooks
+
 PosFloat = Annotated[float, Meta(gt=0)]
 NonNegFloat = Annotated[float, Meta(ge=0)]
 
@@ -63,6 +65,7 @@ class Config(_Section):
     timeline: TimelineConfig = msgspec.field(default_factory=TimelineConfig)
     incidents: IncidentsConfig = msgspec.field(default_factory=IncidentsConfig)
     vmcore: VmcoreConfig = msgspec.field(default_factory=VmcoreConfig)
+    alert: list[AlertConfig] = msgspec.field(default_factory=list)  # [[alert]] hooks (sylog.alerts)
 
 
 def load_config(path: str | Path | None) -> Config:
