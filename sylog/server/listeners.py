@@ -165,7 +165,7 @@ class TcpServerState:
 class TcpConnection(asyncio.BufferedProtocol):
     """One TCP client: bytes -> deframer -> pipeline."""
 
-    __slots__ = ("st", "transport", "peer", "deframer", "last", "_done")
+    __slots__ = ("st", "transport", "peer", "deframer", "last", "nread", "_done")
 
     def __init__(self, st: TcpServerState) -> None:
         self.st = st
@@ -173,6 +173,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.peer = "unknown"
         self.deframer: TcpDeframer | None = None
         self.last = time.monotonic()
+        self.nread = 0  # bytes read on this connection
         self._done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -198,6 +199,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         if d is None or self._done:
             return
         self.last = time.monotonic()
+        self.nread += nbytes
         trunc = d.truncated
         frames = d.feed(bytes(self.st.view[:nbytes]))
         if frames:

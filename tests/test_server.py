@@ -1,0 +1,322 @@
+"""The asyncio shell, in process, over loopback: real sockets, real timeline files, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from sylog.config import Config, apply_overrides
+from sylog.server.app import Server
+
+
+async def until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``pred`` on the loop until truthy, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def lines_of(data_dir: Path, host: str) -> list[bytes]:
+    d = data_dir / "timelines" / host
+    out: list[bytes] = []
+    for f in sorted(d.glob("*.log")) if d.is_dir() else []:
+        out += f.read_bytes().splitlines()
+    return out
+
+
+def all_lines(data_dir: Path) -> int:
+    return sum(f.read_bytes().count(b"\n") for f in (data_dir / "timelines").glob("*/*.log"))
+
+
+class Running:
+    def __init__(self, srv: Server, data: Path) -> None:
+        self.srv = srv
+        self.data = data
+        self.c = srv.counters
+        self.udp = srv.udp_addresses[0][:2]
+        self.tcp = srv.tcp_addresses[0][:2]
+
+    async def flushed(self, host: str, n: int, timeout: float = 10.0) -> list[bytes]:
+        await until(lambda: len(lines_of(self.data, host)) >= n, timeout, f"{n} lines for {host}")
+        return lines_of(self.data, host)
+
+    async def tcp_send(self, data: bytes, close: bool = True) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        r, w = await asyncio.open_connection(*self.tcp)
+        w.write(data)
+        await w.drain()
+        if close:
+            w.close()
+            await w.wait_closed()
+        return r, w
+
+
+@pytest.fixture
+async def server(tmp_path: Path):
+    started: list[Server] = []
+
+    async def start(**over: Any) -> Running:
+        base = {"data_dir": str(tmp_path / "data"), "listen.udp": ["127.0.0.1:0"], "listen.tcp": ["127.0.0.1:0"],
+                "stats_interval": 0.0, "timeline.flush_interval": 0.05}
+        base.update(over)
+        cfg = apply_overrides(Config(), base)
+        srv = Server(cfg)
+        await srv.start()
+        started.append(srv)
+        return Running(srv, tmp_path / "data")
+
+    yield start
+    for s in started:
+        if s._started:
+            s.request_stop()
+            await s.shutdown()
+
+
+def r5424(host: str, msg: str, app: str = "app") -> bytes:
+    return f"<13>1 2026-11-25T10:00:00Z {host} {app} 1 - - {msg}".encode()
+
+
+def octet(m: bytes) -> bytes:
+    return b"%d %s" % (len(m), m)
+
+
+async def test_udp_both_formats_and_modes(server):
+    s = await server()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.sendto(r5424("web-1", "hello 5424") + b"\n", s.udp)
+        u.sendto(b"<30>Nov 25 10:00:00 web-1 sshd[42]: hello 3164", s.udp)
+        u.sendto(b"\n", s.udp)
+    lines = await s.flushed("web-1", 2)
+    assert lines[0].endswith(b" web-1 user.notice app[1]: hello 5424")
+    assert lines[1].endswith(b" web-1 daemon.info sshd[42]: hello 3164")
+    assert s.c.udp_empty == 1 and s.c.rfc5424 == 1 and s.c.rfc3164 == 1
+    assert stat.S_IMODE(os.stat(s.data / "timelines" / "web-1").st_mode) == 0o700
+    for f in (s.data / "timelines" / "web-1").iterdir():
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(s.data).st_mode) == 0o700
+
+
+async def test_tcp_octet_and_lf_on_one_connection(server):
+    s = await server()
+    data = octet(r5424("h1", "one")) + r5424("h1", "two").replace(b"two", b"two") + b"\n" + \
+        octet(r5424("h1", "three\nwith newline")) + b"<13>Nov 25 10:00:00 h1 app: four\r\n"
+    await s.tcp_send(data)
+    lines = await s.flushed("h1", 4)
+    assert [ln.split(b" ", 4)[4] for ln in lines] == [b"one", b"two", b"three#012with newline", b"four"]
+
+
+async def test_message_split_at_every_byte_boundary(server):
+    s = await server()
+    msg = octet(r5424("split", "every byte")) + r5424("split", "lf framed") + b"\n"
+    r, w = await asyncio.open_connection(*s.tcp)
+    w.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn = await until(lambda: next(iter(s.srv.tcp_state.conns), None), what="server-side connection")
+    for i in range(len(msg)):
+        w.write(msg[i:i + 1])
+        await w.drain()
+        # wait until the server has read this byte: each byte is its own read
+        await until(lambda: conn.nread == i + 1, 5, f"byte {i}")
+    w.close()
+    await w.wait_closed()
+    lines = await s.flushed("split", 2)
+    assert [ln.split(b" ", 4)[4] for ln in lines] == [b"every byte", b"lf framed"]
+    assert s.c.framing_errors == 0
+
+
+async def test_lying_octet_counts(server):
+    s = await server()
+    # count too short: the rest becomes its own (raw) line; count too long + close: delivered, marked truncated
+    await s.tcp_send(b"5 <13>hello world\n" + octet(r5424("liar", "ok")))
+    await s.tcp_send(b"500 " + r5424("liar", "cut short by close"))
+    lines = await s.flushed("liar", 2)
+    assert lines[0].endswith(b"ok") and lines[1].endswith(b"cut short by close")
+    assert s.c.truncated == 1
+    # impossible count: framing error closes that connection only, frames before it are kept
+    r, w = await s.tcp_send(octet(r5424("liar", "before error")) + b"12x34 <13>junk", close=False)
+    assert await asyncio.wait_for(r.read(), 5) == b""  # closed by the server
+    w.close()
+    assert s.c.framing_errors == 1
+    await s.tcp_send(octet(r5424("liar", "other connection fine")))
+    lines = await s.flushed("liar", 4)
+    assert lines[2].endswith(b"before error") and lines[3].endswith(b"other connection fine")
+
+
+async def test_ten_megabytes_without_newline(server):
+    s = await server()
+    r, w = await asyncio.open_connection(*s.tcp)
+    chunk = b"<13>" + b"x" * (1024 * 1024 - 4)
+    w.write(chunk)
+    for _ in range(9):
+        w.write(b"x" * (1024 * 1024))
+        await w.drain()
+    w.write(b"\n" + r5424("big", "still alive") + b"\n")
+    await w.drain()
+    await until(lambda: s.c.received >= 2, 20, "both messages")
+    w.close()
+    await w.wait_closed()
+    assert s.c.truncated == 1 and s.c.framing_errors == 0
+    assert (await s.flushed("big", 1))[-1].endswith(b"still alive")
+    assert any(len(ln) > 65536 for f in (s.data / "timelines").glob("*/*.log") for ln in f.read_bytes().splitlines())
+
+
+async def test_nul_and_invalid_utf8_are_stored(server):
+    s = await server()
+    await s.tcp_send(octet(r5424("bin", "a\0b").replace(b"a\0b", b"a\x00b \xff\xfe\xc3\x28 end")))
+    line = (await s.flushed("bin", 1))[0]
+    assert line.endswith(b" a#000b \xff\xfe\xc3( end")
+
+
+async def test_hostile_host_names_stay_inside(server, tmp_path):
+    s = await server()
+    names = ["../../etc", "a/b", "x" * 300, "..", ".", "/abs", "UPPER.Case.", "ok-host"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        for n in names:
+            u.sendto(f"<13>1 - {n} app - - - from {n[:20]}".encode(), s.udp)
+        u.sendto(b"<13>Nov 25 10:00:00 ../../../tmp/pwn app: 3164 hostile", s.udp)
+        u.sendto(b"\xff\xfegarbage", s.udp)
+    await until(lambda: s.c.written >= len(names) + 2, 10, "all written")
+    root = (s.data / "timelines").resolve()
+    hosts = sorted(p.name for p in root.iterdir())
+    for p in s.data.rglob("*"):
+        assert p.resolve().is_relative_to(root), p
+    assert all(len(h) <= 253 and not h.startswith(".") for h in hosts)
+    assert "ok-host" in hosts and "upper.case" in hosts and "127.0.0.1" in hosts
+    assert [p for p in tmp_path.iterdir() if p.name != "data"] == []
+    raw = lines_of(s.data, "127.0.0.1")
+    assert any(b" -.raw - " in ln for ln in raw)
+
+
+async def test_idle_connection_is_closed(server):
+    s = await server(**{"limits.tcp_idle_timeout": 0.3})
+    r, w = await asyncio.open_connection(*s.tcp)
+    t0 = time.monotonic()
+    assert await asyncio.wait_for(r.read(), 10) == b""
+    assert time.monotonic() - t0 >= 0.25
+    assert s.c.conn_idle_closed == 1 and s.c.conn_open == 0
+    w.close()
+
+
+async def test_max_connections_refuses_and_counts(server):
+    s = await server(**{"limits.max_connections": 3})
+    keep = [await asyncio.open_connection(*s.tcp) for _ in range(3)]
+    await until(lambda: s.c.conn_open == 3, 5, "3 open")
+    r, w = await asyncio.open_connection(*s.tcp)
+    try:
+        assert await asyncio.wait_for(r.read(), 5) == b""
+    except ConnectionResetError:
+        pass
+    assert s.c.conn_refused == 1
+    for _, kw in keep:
+        kw.close()
+    w.close()
+
+
+async def test_send_and_close_immediately_loses_nothing(server):
+    s = await server()
+    for i in range(20):
+        sock = socket.create_connection(s.tcp)
+        sock.sendall(r5424("quick", f"msg {i}"))  # no trailing newline
+        sock.close()
+    lines = await s.flushed("quick", 20)
+    assert sorted(ln.split(b" ", 4)[4] for ln in lines) == sorted(b"msg %d" % i for i in range(20))
+
+
+async def test_two_thousand_concurrent_connections(server):
+    s = await server()
+    n = 2000
+
+    async def client(i: int) -> None:
+        r, w = await asyncio.open_connection(*s.tcp)
+        w.write(b"".join(octet(r5424(f"c{i % 50}", f"conn {i} msg {k}")) for k in range(3)))
+        await w.drain()
+        await started.wait()  # every connection is open at the same time
+        w.close()
+        await w.wait_closed()
+
+    started = asyncio.Event()
+    tasks = [asyncio.create_task(client(i)) for i in range(n)]
+    await until(lambda: s.c.conn_open >= n, 60, f"{n} open connections")
+    started.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    await until(lambda: s.c.written >= 3 * n, 30, "all lines written")
+    assert all_lines(s.data) == 3 * n
+    assert s.c.conn_accepted == n and s.c.conn_refused == 0
+
+
+async def test_nothing_lost_over_tcp(server):
+    s = await server()
+    per_conn = 20_000
+
+    async def client(c: int) -> None:
+        r, w = await asyncio.open_connection(*s.tcp)
+        for b in range(0, per_conn, 1000):
+            w.write(b"".join(octet(r5424(f"n{(c * per_conn + k) % 100}", f"c{c} k{k}"))
+                             for k in range(b, b + 1000)))
+            await w.drain()
+        w.close()
+        await w.wait_closed()
+
+    await asyncio.wait_for(asyncio.gather(*(client(c) for c in range(4))), 60)
+    await until(lambda: s.c.written >= 4 * per_conn, 30, "all written")
+    assert all_lines(s.data) == 4 * per_conn
+    assert len(list((s.data / "timelines").iterdir())) == 100
+
+
+async def test_shutdown_flushes_and_reports(server, caplog):
+    s = await server(**{"timeline.flush_interval": 30.0})
+    await s.tcp_send(b"".join(octet(r5424("bye", f"m{i}")) for i in range(100)))
+    await until(lambda: s.c.received == 100, 5, "received")
+    assert lines_of(s.data, "bye") == []  # not flushed yet (30 s interval)
+    with caplog.at_level("INFO", logger="sylog"):
+        s.srv.request_stop()
+        await s.srv.shutdown()
+    s.srv._started = False
+    assert len(lines_of(s.data, "bye")) == 100
+    assert any("stopped:" in r.message and "received=100" in r.message for r in caplog.records)
+
+
+async def test_observers_fed_ticked_and_closed(tmp_path):
+    class Obs:
+        def __init__(self) -> None:
+            self.fed: list[tuple[str, bytes]] = []
+            self.ticks = 0
+            self.closed = False
+
+        def feed(self, host, recv_time, msg, line):
+            self.fed.append((host, line))
+            if msg.msg == "boom":
+                raise RuntimeError("observer bug")
+
+        def tick(self, now):
+            self.ticks += 1
+
+        async def aclose(self):
+            self.closed = True
+
+    ob = Obs()
+    cfg = apply_overrides(Config(), {"data_dir": str(tmp_path), "listen.udp": ["127.0.0.1:0"],
+                                     "listen.tcp": [], "stats_interval": 0.0})
+    srv = Server(cfg, observers=[ob])
+    await srv.start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.sendto(r5424("o1", "boom"), srv.udp_addresses[0])
+        u.sendto(r5424("o1", "fine"), srv.udp_addresses[0])
+    await until(lambda: len(ob.fed) == 2 and ob.ticks >= 2, 5, "fed and ticked")
+    srv.request_stop()
+    await srv.shutdown()
+    assert ob.closed and srv.counters.observer_errors == 1
+    assert ob.fed[1][0] == "o1" and ob.fed[1][1].endswith(b" fine\n")
+    assert len(lines_of(tmp_path, "o1")) == 2
