@@ -52,9 +52,10 @@ class IncidentEngine:
             self._recover(clock())
 
     @classmethod
-    def from_config(cls, cfg: Any, **kw: Any) -> "IncidentEngine":
+    def from_config(cls, cfg: Any, data_dir: Any = None, **kw: Any) -> "IncidentEngine":
+        """From a ``sylog.config.Config`` (incidents.quiet, context_lines, refresh_interval, data_dir)."""
         ic = cfg.incidents
-        return cls(cfg.data_dir, quiet=ic.quiet, context_lines=ic.context_lines,
+        return cls(str(data_dir or cfg.data_dir), quiet=ic.quiet, context_lines=ic.context_lines,
                    refresh_interval=ic.refresh_interval, **kw)
 
     # --- events from the correlator ---------------------------------------------------------------------------

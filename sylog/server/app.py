@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sylog.config import Config
+from sylog.incidents.engine import IncidentEngine
 from sylog.server.counters import Counters
 from sylog.server.listeners import (
     BindError, TcpConnection, TcpServerState, UdpListener, format_address, make_socket, set_rcvbuf,
@@ -53,6 +54,7 @@ def build_observers(cfg: Config, data_dir: Path, counters: Counters) -> list[Obs
     ``observers.append(IncidentEngine(cfg.incidents, data_dir))``.
     """
     observers: list[Observer] = []
+    observers.append(IncidentEngine.from_config(cfg, data_dir=data_dir))
     return observers
 
 
