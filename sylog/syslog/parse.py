@@ -28,6 +28,8 @@ class ParseError(ValueError):
 
 
 _RAW_MISSING = ("pri", "timestamp", "hostname")
+# b"0".."191" -> int: one dict lookup validates digits, range and "no leading zeros" at once.
+_PRI = {str(i).encode(): i for i in range(192)}
 
 
 def _raw(raw: bytes) -> Message:
@@ -47,18 +49,16 @@ def _looks_5424(raw: bytes, p: int) -> bool:
 def parse(raw: bytes, *, strict: bool = False, now: float | None = None) -> Message:
     """Parse one syslog frame (framing already removed). See the module doc for strict vs lenient."""
     if raw[:1] == b"<":
-        gt = raw.find(b">", 1, 6)
-        digits = raw[1:gt] if gt > 1 else b""
-        if not digits or not digits.isdigit() or (digits[0] == 48 and len(digits) > 1) or len(digits) > 3 \
-                or int(digits) > 191:
+        gt = raw.find(b">", 1, 5)
+        pri = _PRI.get(raw[1:gt]) if gt > 1 else None
+        if pri is None:
             if strict:
                 shown = raw[:gt + 1] if gt > 0 else raw[:6]
                 raise ParseError(f"not syslog: bad PRI {shown!r} (want <0>..<191> without leading zeros)")
             return _raw(raw)
-        pri = int(digits)
         p = gt + 1
         c = raw[p:p + 1]
-        if c.isdigit() and _looks_5424(raw, p):
+        if c.isdigit() and (raw[p + 1:p + 2] == b" " or _looks_5424(raw, p)):
             try:
                 return parse_5424(raw, gt, pri, strict)
             except Rfc5424Error as e:

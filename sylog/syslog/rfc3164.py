@@ -38,6 +38,8 @@ from sylog.syslog.message import FORMAT_RAW, FORMAT_RFC3164, Message
 
 _BSD = re.compile(rb"[*.]?([A-Za-z]{3}) {1,2}(\d{1,2}) (?:(\d{4}) )?((\d\d):(\d\d):(\d\d))(\.\d+)?:?(?= |\Z)")
 _ISO = re.compile(rb"(\d{4})-(\d\d)-(\d\d)[Tt ]((\d\d):(\d\d):(\d\d))(\.\d+)?([Zz]|[+-]\d\d:?\d\d)?(?= |\Z)")
+_ISO_FAST = re.compile(rb"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+                       rb"(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?(?= |\Z)")
 _CISCO_SEQ = re.compile(rb"\d{1,10}: ")
 
 _MONTH_NAMES = (b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec")
@@ -114,6 +116,10 @@ def parse_timestamp(data: bytes, pos: int, now: float) -> tuple[str, int] | None
     """Read a 3164-position timestamp at ``pos``; return (RFC 3339 text, position after it) or None."""
     c = data[pos:pos + 1]
     if c.isdigit():
+        m = _ISO_FAST.match(data, pos)
+        if m is not None and data[pos + 8] != 51 and not (data[pos + 8] == 50 and data[pos + 9] == 57):
+            # already RFC 3339 (RSYSLOG_ForwardFormat): keep it as sent; days 29-31 take the checked path below
+            return data[pos:m.end()].decode("ascii"), m.end()
         m = _ISO.match(data, pos)
         if m is not None:
             y, mo, d, hms, hh, mi, ss, frac, zone = m.groups()
@@ -211,6 +217,10 @@ def split_tag(data: bytes, pos: int, need_colon: bool) -> tuple[str | None, str 
     return app.decode("utf-8", "surrogateescape"), procid, nxt
 
 
+_stamp_cache: dict[bytes, str] = {}
+_stamp_cache_day = [-1.0]
+
+
 def parse_3164(raw: bytes, pos: int, pri: int | None, strict: bool, now: float,
                missing: list[str] | None = None) -> Message:
     """Parse the part of ``raw`` after the PRI (``pos``); ``pri`` None means the frame had none (13 is assumed,
@@ -224,7 +234,25 @@ def parse_3164(raw: bytes, pos: int, pri: int | None, strict: bool, now: float,
     p = pos
     while p < n and raw[p] == 32:
         p += 1
-    ts = parse_timestamp(raw, p, now) if p < n else None
+    if p + 15 <= n and raw[p + 3] == 32 and raw[p + 9] == 58 and raw[p + 12] == 58 \
+            and (p + 15 == n or raw[p + 15] == 32):
+        # "Mmm dd hh:mm:ss": the same stamp repeats for every message of a second; cache its rendering.
+        day = now // 86400
+        if _stamp_cache_day[0] != day:
+            _stamp_cache.clear()
+            _stamp_cache_day[0] = day
+        key = raw[p:p + 15]
+        ts_s = _stamp_cache.get(key)
+        if ts_s is not None:
+            ts = ts_s, p + 15
+        else:
+            ts = parse_timestamp(raw, p, now)
+            if ts is not None and ts[1] == p + 15:
+                if len(_stamp_cache) >= 4096:
+                    _stamp_cache.clear()
+                _stamp_cache[key] = ts[0]
+    else:
+        ts = parse_timestamp(raw, p, now) if p < n else None
     hostname = None
     if ts is not None:
         timestamp, p = ts

@@ -46,6 +46,15 @@ _SD_UNESCAPE = re.compile(rb'\\(["\\\]])')
 _MAX_HOST, _MAX_APP, _MAX_PROCID, _MAX_MSGID, _MAX_SDNAME = 255, 48, 128, 32, 32
 _LIMITS = (0, 0, _MAX_HOST, _MAX_APP, _MAX_PROCID, _MAX_MSGID)
 
+# Same as _TS_STRICT with the calendar ranges in the pattern (days 29-31 still need a month check).
+_TS_FAST = re.compile(rb"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+                      rb"(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
+
+# Parsed STRUCTURED-DATA by its exact bytes, one cache per mode: senders repeat the same SD (logger's timeQuality)
+# in every message. The cached dicts are shared between messages: treat Message.structured_data as read-only.
+_SD_CACHE: tuple[dict[bytes, dict], dict[bytes, dict]] = ({}, {})
+_SD_CACHE_MAX = 4096
+
 _DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 _FIELDS = ("version", "timestamp", "hostname", "app_name", "procid", "msgid", "structured_data")
@@ -149,7 +158,65 @@ def parse_sd(data: bytes, pos: int, strict: bool) -> tuple[dict[str, dict[str, s
 
 
 def parse_5424(raw: bytes, gt: int, pri: int, strict: bool) -> Message:
-    """Parse ``raw`` whose ``<PRI>`` ends at index ``gt`` (the '>'), strictly or leniently (see module doc)."""
+    """Parse ``raw`` whose ``<PRI>`` ends at index ``gt`` (the '>'), strictly or leniently (see module doc).
+
+    Fast path for the shape nearly every sender uses (VERSION 1, seven fields, valid stamp, '-' or cached SD);
+    anything unusual goes through the general field-by-field reader, which gives the same result.
+    """
+    f = raw[gt + 1:].split(b" ", 6)
+    if len(f) == 7:
+        v, ts, host, app, procid, msgid, rest = f
+        if v == b"1" and rest and host and app and procid and msgid and (ts == NIL or _TS_FAST.fullmatch(ts)) \
+                and (not strict or _fields_ok(host, app, procid, msgid)):
+            if ts == NIL:
+                ts_s = None
+            elif ts[8] == 51 or (ts[8] == 50 and ts[9] == 57 and ts[5:7] == b"02"):  # day 29-31: check month
+                ts_s = None if check_timestamp(ts, True) else ts.decode("ascii")
+                if ts_s is None:
+                    return _parse_5424_general(raw, gt, pri, strict)
+            else:
+                ts_s = ts.decode("ascii")
+            c = rest[0]
+            sd = None
+            if c == 45:  # '-'
+                if len(rest) == 1:
+                    msg_b = b""
+                elif rest[1] == 32:
+                    msg_b = rest[2:]
+                else:
+                    return _parse_5424_general(raw, gt, pri, strict)
+            elif c == 91:  # '['
+                e = rest.find(b"] ")
+                e = e + 1 if e >= 0 else (len(rest) if rest[-1] == 93 else -1)
+                cache = _SD_CACHE[strict]
+                sd = cache.get(rest[:e]) if e > 0 else None
+                if sd is None:
+                    return _parse_5424_general(raw, gt, pri, strict)
+                msg_b = rest[e + 1:]
+            else:
+                return _parse_5424_general(raw, gt, pri, strict)
+            if msg_b[:3] == BOM:
+                if strict:
+                    return _parse_5424_general(raw, gt, pri, strict)
+                msg_b = msg_b[3:]
+            return Message(
+                format=FORMAT_RFC5424, pri=pri, facility=pri >> 3, severity=pri & 7, version=1, timestamp=ts_s,
+                hostname=None if host == NIL else host.decode("utf-8", "surrogateescape"),
+                app_name=None if app == NIL else app.decode("utf-8", "surrogateescape"),
+                procid=None if procid == NIL else procid.decode("utf-8", "surrogateescape"),
+                msgid=None if msgid == NIL else msgid.decode("utf-8", "surrogateescape"),
+                structured_data=sd, msg=msg_b.decode("utf-8", "surrogateescape"), missing=[],
+            )
+    return _parse_5424_general(raw, gt, pri, strict)
+
+
+def _fields_ok(host: bytes, app: bytes, procid: bytes, msgid: bytes) -> bool:
+    return (len(host) <= _MAX_HOST and len(app) <= _MAX_APP and len(procid) <= _MAX_PROCID
+            and len(msgid) <= _MAX_MSGID and not (host + app + procid + msgid).translate(None, _PRINTUS))
+
+
+def _parse_5424_general(raw: bytes, gt: int, pri: int, strict: bool) -> Message:
+    """Field-by-field reader: every check, every error message, lenient breaks (see module doc)."""
     col = gt + 1  # column (0-based offset into raw) of the field being read
     f = raw[col:].split(b" ", 6)
     last = len(f) - 1
@@ -224,6 +291,10 @@ def parse_5424(raw: bytes, gt: int, pri: int, strict: bool) -> Message:
                 else:
                     out[6] = sd
                     rest_start = end + 1
+                    cache = _SD_CACHE[strict]
+                    if len(cache) >= _SD_CACHE_MAX:
+                        cache.clear()
+                    cache[raw[col:end]] = sd
         else:
             if strict:
                 raise _err("STRUCTURED-DATA", col, f"{rest[:20]!r} is neither '-' nor '[SD-ID ...]'")
