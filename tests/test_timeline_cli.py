@@ -261,8 +261,8 @@ def test_host_name_is_folded(three_days, capsysbinary):
         (["db-07", "--since", "yesterdayish"], "bad time 'yesterdayish'"),
         (["db-07", "--until", "2h3q"], "bad time"),
         (["db-07", "--grep", "(unclosed"], "bad --grep regex"),
-        (["db-07", "--around", "nope"], "unknown incident 'nope'"),
-        (["db-07", "--around", "../x"], "unknown incident"),
+        (["db-07", "--around", "nope"], "no incidents in"),
+        (["db-07", "--around", "../x"], "not an incident ID"),
         (["db-07", "--around", "x", "--since", "1h"], "cannot be combined"),
     ],
 )
@@ -274,12 +274,18 @@ def test_errors_are_one_line_and_nonzero(three_days, capsysbinary, argv, needle)
     assert needle in err and err.count("\n") == 1, err
 
 
-def test_incident_of_another_host(three_days, capsysbinary):
+def test_incident_of_another_host_and_unknown_ids(three_days, capsysbinary):
     data, _, times = three_days
     write_timeline(data, "other", [(T0, b"x")])
     _incident(data, "other", "other-1", times[5])
     rc, _, err = run_cli(capsysbinary, "db-07", "--data-dir", str(data), "--around", "other-1")
     assert rc == 1 and "belongs to host 'other'" in err
+    rc, _, err = run_cli(capsysbinary, "db-07", "--data-dir", str(data), "--around", "nope")
+    assert rc == 1 and "unknown incident 'nope'" in err and err.count("\n") == 1
+    _incident(data, "db-07", "20261124T000200Z-3f2a9c", times[1])
+    rc, out, err = run_cli(capsysbinary, "db-07", "--data-dir", str(data), "--around", "20261124T000200Z",
+                           "--before", "1", "--after", "1")  # a unique prefix is enough
+    assert rc == 0 and out.count(b"\n") == 2, err
 
 
 def test_empty_ranges(three_days, capsysbinary):

@@ -8,7 +8,6 @@ Reads DATA/incidents/*/*.json only (safe while the server runs; half-written or 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import msgspec
 import orjson
 
+from sylog.query.incidents import iter_incidents  # shared reader (INCIDENTS): skips temp/half files
 from sylog.query.timefilter import TimeSpecError, format_utc, parse_stored_time, parse_time
 
 
@@ -31,34 +31,6 @@ class SignatureRow(msgspec.Struct, kw_only=True):
     modules: list[str]
     first_seen: str | float | None
     last_seen: str | float | None
-
-
-def iter_incidents(data_dir: Path):
-    """Every readable incident JSON object under ``DATA/incidents/<host>/``; ``host`` defaults to the folder."""
-    base = data_dir / "incidents"
-    try:
-        hosts = sorted(os.scandir(base), key=lambda e: e.name)
-    except FileNotFoundError:
-        return
-    for hent in hosts:
-        if not hent.is_dir():
-            continue
-        try:
-            files = sorted(os.scandir(hent.path), key=lambda e: e.name)
-        except OSError:
-            continue
-        for fent in files:
-            name = fent.name
-            if not name.endswith(".json") or name.startswith("."):
-                continue
-            try:
-                with open(fent.path, "rb") as f:
-                    inc = orjson.loads(f.read())
-            except (OSError, orjson.JSONDecodeError):
-                continue  # a temp file mid-rename or a foreign file: not an incident
-            if isinstance(inc, dict):
-                inc.setdefault("host", hent.name)
-                yield inc
 
 
 def _as_list(v: object) -> list[str]:

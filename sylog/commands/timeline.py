@@ -341,31 +341,19 @@ def lines_backward(files: list[Path], last_end: int) -> Iterator[bytes]:
                     tail = first + b"\n"
 
 
-def find_incident(data_dir: Path, host: str, ident: str) -> dict:
-    """Load ``DATA/incidents/<host>/<ident>.json``; searched across hosts so the error can say whose it is."""
-    if not _safe_component(ident) or ident.endswith((".json", ".log")):
-        raise TimelineError(f"unknown incident {ident!r}")
-    base = data_dir / "incidents"
-    cands = []
-    folded = fold_host_name(host)
-    if _safe_component(folded):
-        cands.append(base / folded / f"{ident}.json")
-    if base.is_dir():
-        cands.extend(sorted(base.glob(f"*/{ident}.json")))
-    for p in cands:
-        try:
-            inc = orjson.loads(p.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            continue
-        if isinstance(inc, dict):
-            inc.setdefault("host", p.parent.name)
-            return inc
-    raise TimelineError(f"unknown incident {ident!r} in {base}")
+def find_incident(data_dir: Path, ident: str) -> dict:
+    """The incident (exact ID or unique prefix), via the INCIDENTS engineer's shared reader."""
+    from sylog.query.incidents import QueryError, find_incident as _find
+
+    try:
+        return _find(data_dir, ident)
+    except QueryError as e:
+        raise TimelineError(str(e)) from None
 
 
 def run_around(out: Output, data_dir: Path, hdir: Path, ident: str, before: int, after: int,
                rx: re.Pattern[bytes] | None) -> None:
-    inc = find_incident(data_dir, hdir.name, ident)
+    inc = find_incident(data_dir, ident)
     if inc.get("host") not in (hdir.name, None) and fold_host_name(str(inc.get("host"))) != hdir.name:
         raise TimelineError(f"incident {ident!r} belongs to host {inc.get('host')!r}, not {hdir.name!r}")
     t0 = parse_stored_time(inc.get("first_seen"))
