@@ -44,19 +44,6 @@ class Decision(msgspec.Struct, kw_only=True):
 
 # --- the dump's dmesg through the live correlation logic -------------------------------------------------------
 
-class _KernelLine:
-    """Duck-typed Message for the correlator: a kernel line (facility kern, app 'kernel')."""
-
-    __slots__ = ("msg",)
-    facility = 0
-    app_name = "kernel"
-    msgid = None
-    source = "vmcore"
-
-    def __init__(self, msg: str) -> None:
-        self.msg = msg
-
-
 def analyze_dmesg(text: str, host: str, *, quiet: float = 30.0, context_lines: int = 200, detector: Any = None,
                   max_lines: int = 200_000) -> DmesgCrash | None:
     """Run dmesg text (``[ ts] body`` lines) through :class:`sylog.incidents.correlator.Correlator`.
@@ -66,6 +53,7 @@ def analyze_dmesg(text: str, host: str, *, quiet: float = 30.0, context_lines: i
     when the detector finds nothing."""
     from sylog.incidents.correlator import DIE_KINDS, Correlator
     from sylog.kernel.printk import split_printk
+    from sylog.syslog.message import FORMAT_RAW, Message
 
     got: list[Any] = []
 
@@ -87,7 +75,7 @@ def analyze_dmesg(text: str, host: str, *, quiet: float = 30.0, context_lines: i
             if last_ts is None or ts >= last_ts:
                 clock += (ts - last_ts) if last_ts is not None else 0.0
             last_ts = ts
-        cor.feed(host, clock, _KernelLine(raw), (raw + "\n").encode("utf-8", "surrogateescape"))
+        cor.feed(host, clock, Message(format=FORMAT_RAW, facility=0, app_name="kernel", msg=raw), (raw + "\n").encode("utf-8", "surrogateescape"))
     cor.close_all("dump")
     real = [r for r in got if r.inc.kind != "unclean-reboot"]
     if not real:
@@ -125,7 +113,7 @@ def resolve_host(dump: DumpDir, info: DumpInfo | None, peers: dict[str, str], *,
         return f(hint), "dirname"
     if hint and dump.host_hint_is_ip and hint in peers:
         return f(peers[hint]), "peer-ip"
-    if info is not None and info.nodename and info.nodename not in ("(none)", "localhost"):
+    if info is not None and info.nodename and info.nodename != "(none)" and not info.nodename.startswith("localhost"):
         return f(info.nodename), "nodename"
     if hint and dump.host_hint_is_ip and not _is_loopback(hint):
         return f(hint), "ip"

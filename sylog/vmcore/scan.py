@@ -47,6 +47,7 @@ class LinkResult(msgspec.Struct, kw_only=True):
     matched_by: str | None = None
     message: str = ""
     vmcore: dict | None = None  # the record, for the engine when the incident is held in memory (deferred)
+    incident: Incident | None = None  # the incident as written (linked/created), for alert listeners
 
 
 # --- state files -----------------------------------------------------------------------------------------------
@@ -283,22 +284,24 @@ def _link_locked(data_dir, dirpath: Path, *, relpath, host, incident_id, window,
                 if not inc.kernel_release and release:
                     inc.kernel_release = release
             try:
-                update_incident_file(store, h, iid, apply)
+                written = update_incident_file(store, h, iid, apply)
             except (OSError, ValueError) as e:
                 return LinkResult(dir=key, status="error", incident_id=iid, host=h,
                                   message=f"cannot update incident {iid}: {e}")
             status = "linked"
     else:
         try:
-            iid = _create(store, h, crash, rec, t_dump, release, incs)
+            written = _create(store, h, crash, rec, t_dump, release, incs)
         except OSError as e:
             return LinkResult(dir=key, status="error", host=h, message=f"cannot write incident: {e}")
+        iid = written.id
         status = "created"
     reg["dumps"][key] = {"incident": iid, "host": h, "matched_by": rec["matched_by"], "linked_at": rfc3339(now),
                          "vmcore": rec["path"]}
     if own_reg:
         save_registry(data_dir, reg)
-    return LinkResult(dir=key, status=status, incident_id=iid, host=h, matched_by=rec["matched_by"], vmcore=rec)
+    return LinkResult(dir=key, status=status, incident_id=iid, host=h, matched_by=rec["matched_by"], vmcore=rec,
+                      incident=written if status in ("linked", "created") else None)
 
 
 def record_deferred(data_dir: str | os.PathLike, res: LinkResult, now: float | None = None) -> None:
@@ -312,7 +315,7 @@ def record_deferred(data_dir: str | os.PathLike, res: LinkResult, now: float | N
 
 
 def _create(store: IncidentStore, host: str, crash: Any, rec: dict, t_dump: float, release: str | None,
-            incs: list[Incident]) -> str:
+            incs: list[Incident]) -> Incident:
     """A new incident from the dump's dmesg: the panic that never reached syslog."""
     from sylog.kernel.printk import split_printk
 
@@ -348,7 +351,7 @@ def _create(store: IncidentStore, host: str, crash: Any, rec: dict, t_dump: floa
     enc = lambda xs: b"".join((x + "\n").encode("utf-8", "surrogateescape") for x in xs)  # noqa: E731
     log_bytes = enc(ctx) + separator(inc.id, len(ctx)) + enc(lines)
     store.write(host, inc.id, encode(inc), log_bytes)
-    return inc.id
+    return inc
 
 
 # --- a whole scan ------------------------------------------------------------------------------------------------

@@ -111,6 +111,8 @@ class VmcoreWatcher:
                 self.counters["vmcore_" + r.status] += 1
                 log.info("vmcore: %s %s -> incident %s (host %s, matched by %s)", r.status, r.dir, r.incident_id,
                          r.host, r.matched_by)
+                if r.incident is not None:
+                    self._announce(r.incident)
             elif r.status == "deferred":
                 self._hand_to_engine(r)
             elif r.status in ("pending", "unresolved", "error"):
@@ -133,11 +135,22 @@ class VmcoreWatcher:
         if not ok:
             return  # it closed meanwhile: the next scan links it through its file
         self.counters["vmcore_deferred"] += 1
+        rec = eng.corr.open.get(r.host) if hasattr(eng, "corr") else None
+        if rec is not None and rec.inc.id == r.incident_id:
+            self._announce(rec.inc)
         self.counters["vmcore_linked"] += 1
         log.info("vmcore: linked %s -> open incident %s (host %s, matched by %s)", r.dir, r.incident_id, r.host,
                  r.matched_by)
         if self._executor is not None and not self._closed:
             asyncio.get_running_loop().run_in_executor(self._executor, vscan.record_deferred, self.data_dir, r)
+
+    def _announce(self, inc: Any) -> None:
+        """Tell the engine's listeners (alert hooks) that an incident got its vmcore: event ``vmcore``."""
+        for fn in list(getattr(self.engine, "listeners", None) or ()):
+            try:
+                fn("vmcore", inc)
+            except Exception:  # a hook must not break the watcher
+                log.exception("vmcore listener failed")
 
     async def scan_now(self) -> list[vscan.LinkResult]:
         """Run a scan now and wait for it (tests, SIGHUP)."""
