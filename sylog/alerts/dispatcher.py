@@ -251,6 +251,14 @@ class AlertDispatcher:
             h.task = loop.create_task(h.run(), name=f"sylog-alert-{h.name}")
         return True
 
+    # --- server observer protocol (registered only when alerts are configured; events come via listeners) ------
+
+    def feed(self, host: str, recv_time: float, msg: Any, line: bytes) -> None:  # pragma: no cover - no-op
+        pass
+
+    def tick(self, now: float) -> None:  # pragma: no cover - no-op
+        pass
+
     # --- shutdown / stats -------------------------------------------------------------------------------------
 
     async def drain(self, timeout: float) -> bool:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sylog.alerts import AlertDispatcher
 from sylog.config import Config
 from sylog.incidents.engine import IncidentEngine
 from sylog.server.counters import Counters
@@ -54,7 +55,12 @@ def build_observers(cfg: Config, data_dir: Path, counters: Counters) -> list[Obs
     ``observers.append(IncidentEngine(cfg.incidents, data_dir))``.
     """
     observers: list[Observer] = []
-    observers.append(IncidentEngine.from_config(cfg, data_dir=data_dir))
+    engine = IncidentEngine.from_config(cfg, data_dir=data_dir)
+    observers.append(engine)
+    if cfg.alert:  # alert hooks hear the engine's events; an observer only so that shutdown drains them
+        alerts = AlertDispatcher.from_config(cfg)
+        engine.listeners.append(alerts.on_incident)
+        observers.append(alerts)
     return observers
 
 
