@@ -1,0 +1,125 @@
+"""Loopback TCP ingest benchmark of the whole server: ``python -m sylog.server.bench [--messages N] ...``.
+
+Starts ``python -m sylog serve`` on free loopback ports with a fresh data dir, pre-renders octet-counted RFC 5424
+messages from H hosts, sends them over C connections (one thread each, ``sendall`` of big pre-built buffers, so
+the client is not the bottleneck), and waits until every timeline byte is on disk (the expected size is known
+exactly: every line has the same fixed-width time stamp). Reports msg/s (first byte sent -> last byte written)
+and the server's CPU seconds per million messages (from /proc/<pid>/stat). ``--profile FILE`` runs the server
+under cProfile (slower; for where the time goes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _render(n: int, hosts: int, conns: int) -> tuple[list[bytes], int]:
+    """Per-connection payloads; the expected total timeline bytes."""
+    parts: list[list[bytes]] = [[] for _ in range(conns)]
+    expect = 0
+    stamp_len = len("2026-11-25T10:00:00.000000Z")
+    for i in range(n):
+        h = f"bench-host-{i % hosts:04d}"
+        text = f"pid {i} session opened for user bench{i % 17} by (uid=0) seq={i}"
+        m = f"<86>1 2026-11-25T10:00:00.000000Z {h} sshd 4242 - - {text}".encode()
+        parts[(i % hosts) % conns].append(b"%d %s" % (len(m), m))
+        expect += stamp_len + len(f" {h} authpriv.info sshd[4242]: {text}\n")
+    return [b"".join(p) for p in parts], expect
+
+
+def _written(tdir: Path) -> int:
+    total = 0
+    try:
+        for d in os.scandir(tdir):
+            for f in os.scandir(d.path):
+                total += f.stat().st_size
+    except FileNotFoundError:
+        pass
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=200_000)
+    ap.add_argument("--hosts", type=int, default=100)
+    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--loop", default="uvloop")
+    ap.add_argument("--profile", metavar="FILE", help="run the server under cProfile, stats to FILE")
+    ap.add_argument("--timeout", type=float, default=300)
+    a = ap.parse_args(argv)
+
+    payloads, expect = _render(a.messages, a.hosts, a.connections)
+    with tempfile.TemporaryDirectory(prefix="sylog-bench-") as tmp:
+        data = Path(tmp) / "data"
+        tcp = _free_port(socket.SOCK_STREAM)
+        cmd = [sys.executable]
+        if a.profile:
+            cmd += ["-m", "cProfile", "-o", a.profile]
+        cmd += ["-m", "sylog", "serve", "--data-dir", str(data), "--udp", "none", "--tcp", f"127.0.0.1:{tcp}",
+                "--loop", a.loop, "--stats-interval", "0"]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", tcp), timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
+                    time.sleep(0.05)
+            cpu0 = _cpu_seconds(proc.pid)
+            t0 = time.monotonic()
+
+            def send(buf: bytes) -> None:
+                with socket.create_connection(("127.0.0.1", tcp)) as s:
+                    s.sendall(buf)
+
+            threads = [threading.Thread(target=send, args=(p,)) for p in payloads]
+            for t in threads:
+                t.start()
+            tdir = data / "timelines"
+            deadline = t0 + a.timeout
+            while _written(tdir) < expect:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit(f"timed out: {_written(tdir)} of {expect} bytes written")
+                time.sleep(0.01)
+            elapsed = time.monotonic() - t0
+            cpu = _cpu_seconds(proc.pid) - cpu0
+            for t in threads:
+                t.join()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        last = [ln for ln in err.splitlines() if "stopped:" in ln]
+        print(f"messages={a.messages} hosts={a.hosts} connections={a.connections} loop={a.loop}"
+              f"{' (profiled)' if a.profile else ''}")
+        print(f"elapsed={elapsed:.3f}s rate={a.messages / elapsed:,.0f} msg/s "
+              f"server_cpu={cpu:.2f}s cpu_per_million={cpu * 1e6 / a.messages:.2f}s exit={proc.returncode}")
+        if last:
+            print(last[-1].split("INFO ", 1)[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
