@@ -296,8 +296,10 @@ _LOCKDEP = (
 _NORM_NUM = re.compile(r"0x[0-9a-fA-F]+|\b[0-9a-f]{8,16}\b|\d+")
 
 
-def _first_after(ctx: _Ctx, rx: re.Pattern[str] | None, limit: int = 40) -> tuple[str | None, str | None]:
-    """The function named on the first `at: func` / frame line after a lockdep phrase (or after the header)."""
+def _first_after(ctx: _Ctx, rx: re.Pattern[str] | None, limit: int = 40,
+                 n_at: int = 2) -> list[tuple[str, str | None]]:
+    """Functions named on the `at: func` / frame lines after a lockdep phrase (or after the header): the lock
+    site lockdep complains about, then the one it conflicts with."""
     start = 1
     if rx is not None:
         for i, b in enumerate(ctx.bodies[:limit]):
@@ -305,15 +307,20 @@ def _first_after(ctx: _Ctx, rx: re.Pattern[str] | None, limit: int = 40) -> tupl
                 start = i
                 break
         else:
-            return None, None
-    for b in ctx.bodies[start:start + 12]:
+            return []
+    out: list[tuple[str, str | None]] = []
+    for b in ctx.bodies[start:start + 40]:
         m = _AT.search(b)
-        if m:
-            return _clean(m.group(1)), None
-        f = _frame(b)
-        if f and b.lstrip().startswith("[<"):
-            return f
-    return None, None
+        f = (_clean(m.group(1)), None) if m else None
+        if f is None:
+            fr = _frame(b)
+            if fr and b.lstrip().startswith("[<"):
+                f = fr
+        if f:
+            out.append(f)
+            if len(out) >= n_at:
+                break
+    return out
 
 
 def _rip_then_trace(ctx: _Ctx, *skips: re.Pattern[str]) -> tuple[str | None, str | None]:
@@ -366,12 +373,12 @@ def _title_and_function(kind: str, ctx: _Ctx) -> tuple[str, str | None, str | No
             typ = "undefined-behaviour"
         skip = _rx(r"\w*ubsan\w*", r"\w*overflow\w*", r"handle_\w+", r"__ubsan_\w+")
         return with_fn(f"UBSAN: {typ}", _pick(trace(), _GENERIC_SKIP, skip))
-    if h.startswith(("BUG: memory leak", "kmemleak:")):
+    if h.startswith(("BUG: memory leak", "kmemleak:", "unreferenced object")):
         skip = re.compile(r"^.*(?:kmemleak|kmalloc|kcalloc|kzalloc|vmalloc|mmap|kmem|slab|alloc|create_object|"
                           r"idr_get|list_lru_init|kasprintf|kvasprintf|pcpu_create|strdup|strndup|memdup).*$")
         return with_fn("memory leak", _pick(trace(), _GENERIC_SKIP, skip))
     # faults
-    if "general protection fault" in h[:40]:
+    if "general protection fault" in h[:40] or h.startswith("kasan: GPF"):
         return with_fn("general protection fault", _rip_then_trace(ctx))
     if kind == "page-fault" or h.startswith(("BUG: unable to handle", "BUG: kernel NULL", "BUG: Kernel NULL",
                                              "Unable to handle kernel", "Unhandled fault", "BUG: Unable to handle")):
@@ -422,14 +429,14 @@ def _title_and_function(kind: str, ctx: _Ctx) -> tuple[str, str | None, str | No
         if where.startswith("mm/usercopy.c"):
             return with_fn("BUG: bad usercopy", _rip_then_trace(ctx, _rx(r"\w*usercopy\w*", r"__check\w*",
                                                                           r"check_\w+")))
-        f, mod = _rip_then_trace(ctx)
+        f, mod = _rip_then_trace(ctx, re.compile(r"^skb_"))  # skb helpers BUG_ON for their caller's mistake
         return f"kernel BUG at {where}", f, mod
     if h.startswith("rust_kernel: panicked at"):
         msg = ctx.bodies[1].strip() if len(ctx.bodies) > 1 else "panic"
         return with_fn(msg, _rip_then_trace(ctx, _rx(r"rust_\w+", r"\w*rust_helper\w*", r"_R\w+", r"\w*panic\w*")))
-    m = re.match(r"(?:Oops: )?(divide error|invalid opcode|int3|stack segment)", h)
+    m = re.match(r"(?:Oops: )?(divide[ _]error|invalid opcode|int3|stack segment)", h)
     if m:
-        name = "stack segment fault" if m.group(1) == "stack segment" else m.group(1)
+        name = {"stack segment": "stack segment fault", "divide_error": "divide error"}.get(m.group(1), m.group(1))
         return with_fn(name, _rip_then_trace(ctx))
     if h.startswith(("Internal error", "Oops")):
         return with_fn("Internal error" if h.startswith("Internal") else "Oops", _rip_then_trace(ctx))
@@ -441,11 +448,17 @@ def _title_and_function(kind: str, ctx: _Ctx) -> tuple[str, str | None, str | No
     # lockdep and other WARNING-class reports
     for rx, prefix, after in _LOCKDEP:
         if rx.search(h):
-            word = "WARNING" if h.startswith("WARNING") or head.startswith("[ INFO") else "BUG"
-            if h.startswith(("INFO", "[ INFO")):
-                word = "INFO"
             prefix = prefix.replace("{W}", "BUG" if h.startswith("BUG") else "WARNING")
-            return with_fn(prefix, _first_after(ctx, after))
+            wq = re.compile(r"process_one_work|flush_workqueue|drain_workqueue|destroy_workqueue|lock_sock|release_sock")
+            if prefix == "inconsistent lock state" or "invalid wait" in prefix:
+                # the trace shows who took the lock the wrong way; the `at:` lines show older history
+                cands = trace() + _first_after(ctx, after)
+            elif "-safe -> " in h or "-READ-safe -> " in h:
+                cands = _first_after(ctx, re.compile(r"which became \S+ at:"), limit=200, n_at=1) + trace()
+                cands = cands or _first_after(ctx, after)
+            else:
+                cands = _first_after(ctx, after) + trace()
+            return with_fn(prefix, _pick(cands, _GENERIC_SKIP, wq))
     if "suspicious RCU usage" in h:
         skip = re.compile(r"^.*(?:rcu|kmem|slab|kmalloc|vmalloc|kcalloc|kzalloc).*$")
         word = "INFO" if h.startswith("INFO") else "WARNING"
@@ -470,7 +483,7 @@ def _rcu_stall_fn(ctx: _Ctx) -> tuple[str | None, str | None]:
     for i, b in enumerate(ctx.bodies):
         s = b.strip()
         if not seen_irq:
-            if s == "</IRQ>" or re.search(r"\bapic_timer_interrupt\+0x", s):
+            if s == "</IRQ>" or "apic_timer_interrupt" in s or "Exception stack" in s or "el1h_64_irq" in s:
                 seen_irq = True
             continue
         m = _RIP.match(b)
@@ -482,8 +495,8 @@ def _rcu_stall_fn(ctx: _Ctx) -> tuple[str | None, str | None]:
             cands.append(f)
         elif cands and _TRACE_STOP.match(b):
             break
-    skip = re.compile(r"^(?:\w*apic_timer_interrupt\w*|rcu\w*|\w*_rcu_\w*)$")
-    cands = [c for c in cands if not skip.match(c[0])]
+    skip = re.compile(r"apic_timer_interrupt|rcu")
+    cands = [c for c in cands if not skip.search(c[0]) and not _GENERIC_SKIP.search(c[0])]
     fm = _stall(cands)
     if fm[0] is None and cands:
         fm = _pick(cands, _GENERIC_SKIP)
@@ -616,13 +629,14 @@ _BUG_SKIPS = (
         r"kmem_cache_alloc\w*|__kmalloc\w*|kmalloc\w*|__alloc_pages\w*|alloc_pages\w*|prepare_alloc_pages\w*|"
         r"fs_reclaim_\w+|__fs_reclaim\w*|down_\w+|mutex_lock\w*|__cond_resched\w*|_cond_resched|"
         r"__kmem_cache_alloc\w*|kmalloc_\w+|kmalloc_reserve|__kmalloc_node_track_caller)$")),
-    ("spinlock", re.compile(r"^.*spin_.*$")),
-    ("rwlock", re.compile(r"^.*(?:_lock|_unlock|rwlock).*$")),
+    ("spinlock", re.compile(r"spin_|_lock|_unlock")),
+    ("rwlock", re.compile(r"spin_|_lock|_unlock|rwlock")),
     ("using __this_cpu", re.compile(r"^.*(?:dump_stack|preemption|preempt|check_preemption_disabled|"
                                     r"debug_smp_processor_id|__this_cpu_preempt_check).*$")),
     ("using smp_processor_id", re.compile(r"^.*(?:dump_stack|preemption|preempt|check_preemption_disabled|"
                                           r"debug_smp_processor_id).*$")),
-    ("Bad page", re.compile(r"^(?:bad_page|free_pages\w*|__free_pages\w*|free_unref_page\w*|__free_one_page|"
+    ("Bad page", re.compile(r"(?:free|put|get|update|release)_page|free_unref|^_*folio|truncate_inode_pages|"
+                            r"page_frag_free|alloc|vmap|page_owner|^(?:bad_page|free_pages\w*|__free_pages\w*|free_unref_page\w*|__free_one_page|"
                             r"free_pcp\w*|free_page\w*|__put_page|put_page\w*|release_pages|\w*free_pages_prepare\w*|"
                             r"print_bad_pte|vm_normal_page|zap_\w+|unmap_\w+|__folio_put\w*|folio_put\w*|"
                             r"page_frag_free|skb_free_frag|__page_frag_cache_drain|\w*free_folio\w*|"
@@ -651,16 +665,14 @@ def _bug_title(ctx: _Ctx, h: str) -> tuple[str, str | None, str | None]:
         m = ctx.find(re.compile(r"last function: " + _FUNC), 0, 6)
         f = _clean(m.group(1)) if m else None
         return ("BUG: workqueue leaked lock or atomic" + (f" in {f}" if f else "")), f, None
-    if text.startswith("stack guard page was hit"):
-        f, mod = _rip_then_trace(ctx)
+    if "stack guard page was hit" in text:
+        f, mod = _stall([(f, m) for _, f, m in ctx.rips[:1]] + ctx.main_trace())
+        if f is None:
+            f, mod = _rip_then_trace(ctx)
         return f"BUG: stack guard page was hit in {f}", f, mod
-    m = re.match(r"Dentry .* still in use \(\d+\) \[unmount of (\S+) ", text)
-    if m:
-        f, mod = _rip_then_trace(ctx, re.compile(r"^.*(?:dentry|dput|umount|shrink_\w+|\w*_kill_sb|kill_\w+|"
-                                                 r"deactivate_\w*|cleanup_mnt|__fput|task_work_run|mntput\w*|"
-                                                 r"generic_shutdown_super|exit_to\w*|do_syscall_\w+|entry_\w+|"
-                                                 r"syscall_\w+).*$"))
-        return f"BUG: Dentry still in use in {f or 'unmount'}", f, mod
+    if re.match(r"Dentry .* still in use", text):
+        # block device and fs type in the message only split one bug into many: keep the operation
+        return "BUG: Dentry still in use in unmount", None, None
     # description: drop `at file:line`, `: comm/pid`, `on CPU#n, comm/pid`, `[00000000]`, addresses
     desc = re.split(r"(?: at [\w./-]+:\d+| at [0-9a-f]+|: |, | on CPU#?\d+| on address|!)", text, maxsplit=1)[0]
     desc = re.sub(r"\s*\[[0-9a-f]+\]", "", desc)
@@ -673,10 +685,31 @@ def _bug_title(ctx: _Ctx, h: str) -> tuple[str, str | None, str | None]:
         if key in desc:
             if skip is None:
                 return f"BUG: {desc}", None, None
-            f, mod = _pick([(f, m) for _, f, m in ctx.rips[:1]] + ctx.main_trace(), _GENERIC_SKIP, skip)
+            if key == "Bad page":
+                cands = _after_marker(ctx, re.compile(r"page last allocated|page_owner tracks")) or ctx.main_trace()
+            else:
+                cands = ([(f, m) for _, f, m in ctx.rips[:1]] if key not in ("spinlock", "rwlock") else []) \
+                    + ctx.main_trace()
+            f, mod = _pick(cands, _GENERIC_SKIP, skip)
             return (f"BUG: {desc} in {f}" if f else f"BUG: {desc}"), f, mod
     f, mod = _rip_then_trace(ctx)
     return (f"BUG: {desc} in {f}" if f else f"BUG: {desc}"), f, mod
+
+
+def _after_marker(ctx: _Ctx, rx: re.Pattern[str]) -> list[tuple[str, str | None]]:
+    """Frames following a marker line (e.g. `page last allocated via order 0 ...`)."""
+    out: list[tuple[str, str | None]] = []
+    on = False
+    for b in ctx.bodies:
+        if not on:
+            on = rx.search(b) is not None
+            continue
+        f = _frame(b)
+        if f:
+            out.append(f)
+        elif out:
+            break
+    return out
 
 
 def _norm_text(t: str) -> str:
