@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 
 from sylog.syslog.message import FORMAT_RAW, Message
-from sylog.syslog.rfc3164 import parse_3164
+from sylog.syslog.rfc3164 import NotSyslog, parse_3164
 from sylog.syslog.rfc5424 import Rfc5424Error, parse_5424
 
 __all__ = ["ParseError", "parse"]
@@ -69,4 +69,7 @@ def parse(raw: bytes, *, strict: bool = False, now: float | None = None) -> Mess
         if strict:
             raise ParseError("not syslog: empty message" if not raw else "not syslog: only blanks")
         return _raw(raw)
-    return parse_3164(raw, 0, None, strict, time.time() if now is None else now)
+    try:
+        return parse_3164(raw, 0, None, strict, time.time() if now is None else now)
+    except NotSyslog as e:
+        raise ParseError(f"not syslog: {e}") from None

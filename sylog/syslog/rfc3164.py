@@ -64,6 +64,12 @@ _HOSTCHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-
 _HEXCHARS = b"ABCDEFabcdef0123456789.:"
 _ALNUM = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _AIX = b"Message forwarded from "
+# Bytes that may appear in text: everything but the C0 controls (TAB allowed) and DEL.
+_TEXT_BYTES = bytes([9]) + bytes(range(32, 127)) + bytes(range(128, 256))
+
+
+class NotSyslog(ValueError):
+    """Strict mode only: the frame has nothing of syslog (no PRI, no timestamp, binary bytes)."""
 _MAX_TAG = 510
 _MAX_HOST = 255
 
@@ -266,6 +272,8 @@ def parse_3164(raw: bytes, pos: int, pri: int | None, strict: bool, now: float,
             # neither PRI nor TIMESTAMP: nothing says this is syslog; keep it whole.
             return Message(format=FORMAT_RAW, msg=raw.decode("utf-8", "surrogateescape"),
                            missing=missing + ["hostname"])
+        if strict and "pri" in missing and raw.translate(None, _TEXT_BYTES):
+            raise NotSyslog("no PRI, no timestamp, and control bytes in the text")
         header = strict
     if header and p < n:
         if raw.startswith(_AIX, p):
