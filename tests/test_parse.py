@@ -390,6 +390,6 @@ def test_real_logger_rfc5424():
 
 
 def test_real_logger_rfc3164():
-    m = parse(_logger("--rfc3164", "-t", "myapp", "-i", "-p", "kern.warning", "hello"), strict=True)
-    assert (m.format, m.pri, m.app_name, m.msg) == ("rfc3164", 4, "myapp", "hello")
+    m = parse(_logger("--rfc3164", "-t", "myapp", "-i", "-p", "local0.warning", "hello"), strict=True)
+    assert (m.format, m.pri, m.app_name, m.msg) == ("rfc3164", 132, "myapp", "hello")
     assert m.procid and m.procid.isdigit() and m.hostname and m.timestamp
