@@ -270,6 +270,22 @@ async def test_never_blocks_ingestion_bounded_queue_counts_drops():
     assert h.counters["dropped"] >= 9  # the queued one that never got its turn counts too
 
 
+async def test_events_from_another_thread_hop_to_the_loop():
+    import threading
+
+    async with Receiver() as r:
+        d = AlertDispatcher([cfg(type="webhook", url=r.url)])
+        d.on_incident("opened", incident(iid="first"))  # starts the worker on this loop
+        th = threading.Thread(target=d.on_incident, args=("closed", incident(iid="x")))
+        d.hooks[0].events = frozenset(("open", "close"))
+        d.wanted = frozenset(("open", "close"))
+        th.start()
+        th.join(5)
+        await until(lambda: len(r.requests) == 2, what="both events")
+        await d.aclose()
+    assert orjson.loads(r.requests[1]["body"])["id"] == "x"
+
+
 def test_no_loop_is_counted_not_raised():
     d = AlertDispatcher([cfg(type="webhook", url="http://127.0.0.1:9/")])
     d.on_incident("opened", incident())

@@ -183,6 +183,7 @@ class AlertDispatcher:
             self.hooks.append(cls(cfg, i, sleep))
         self.wanted = frozenset(e for h in self.hooks for e in h.events)
         self.closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.counters = {"events": 0, "ignored": 0, "bad_payload": 0}
 
     @classmethod
@@ -211,6 +212,13 @@ class AlertDispatcher:
 
     def submit(self, event: str, payload: bytes) -> None:
         """Queue ``payload`` for every hook that wants ``event``; fleet hooks count it and fire at the threshold."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # called from another thread: hop to the loop the workers run on
+            loop = self._loop
+            if loop is not None and not loop.is_closed() and not self.closed:
+                loop.call_soon_threadsafe(self.submit, event, payload)
+                return
         self.counters["events"] += 1
         info: dict | None = None
         for h in self.hooks:
@@ -249,6 +257,7 @@ class AlertDispatcher:
             except RuntimeError:
                 return False
             h.task = loop.create_task(h.run(), name=f"sylog-alert-{h.name}")
+            self._loop = loop
         return True
 
     # --- server observer protocol (registered only when alerts are configured; events come via listeners) ------
@@ -287,6 +296,11 @@ class AlertDispatcher:
         if not drained:
             log.warning("alerts: shutdown with undelivered events: %s",
                         {h.name: h.queue.qsize() for h in self.hooks if h.queue.qsize()})
+        if self.counters["events"]:
+            st = self.stats()
+            log.info("alerts: %s", " ".join(f"{k[7:]}={st[k]}" for k in (
+                "alerts_events", "alerts_sent", "alerts_failed", "alerts_retries", "alerts_timeouts",
+                "alerts_dropped", "alerts_fleet_fired")))
 
     def stats(self) -> dict[str, int]:
         """Totals over hooks (``alerts_sent`` ...) plus per hook (``alert.<name>.sent`` ...)."""
