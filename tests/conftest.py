@@ -121,7 +121,8 @@ def parse_timeline_line(line: str) -> TimelineRecord:
     parts = text.split(" ", 4)
     parts += [""] * (5 - len(parts))
     facility, _, severity = parts[2].partition(".")
-    return TimelineRecord(parts[0], parts[1], facility, severity, parts[3], parts[4], text)
+    tag = parts[3][:-1] if parts[3].endswith(":") else parts[3]  # the line has `app[pid]:`; the tag is `app[pid]`
+    return TimelineRecord(parts[0], parts[1], facility, severity, tag, parts[4], text)
 
 
 def read_timeline(data_dir: str | os.PathLike[str], host: str) -> list[str]:
