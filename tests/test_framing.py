@@ -33,6 +33,12 @@ def test_octet_counting_keeps_lf_and_nul_inside():
     assert out == [m1, m2]
 
 
+def test_trailing_lf_inside_octet_count_is_dropped_like_rsyslog():
+    # rsyslog's RSYSLOG_SyslogProtocol23Format ends in LF even when octet-counting
+    out, _ = frames_of([octet(b"<13>1 with lf\n") + octet(b"<13>crlf\r\n") + octet(b"<13>inner\nkept")])
+    assert out == [b"<13>1 with lf", b"<13>crlf", b"<13>inner\nkept"]
+
+
 def test_mixed_framing_per_frame_and_trailing_lf_after_octet_frame():
     data = octet(b"<13>counted") + b"\n" + b"<13>plain line\n" + octet(b"<14>again")
     out, _ = frames_of([data])

@@ -2,7 +2,9 @@
 
 TCP (RFC 6587) framing is auto-detected *per frame*, as rsyslog does it:
 
-* a frame that starts with a digit is octet-counted: ``LEN SP MSG`` (``LEN`` at most 10 digits);
+* a frame that starts with a digit is octet-counted: ``LEN SP MSG`` (``LEN`` at most 10 digits); trailing
+  LF/CR/NUL inside the count are dropped, as rsyslog does by default (``DropTrailingLFOnReception``): rsyslog's
+  own forwarding templates end in LF even when octet-counting;
 * anything else is non-transparent framing, terminated by LF.  A trailing CR is stripped (CRLF senders), and NUL
   also ends a frame (senders that terminate with NUL); empty frames (``\\n\\n``, an LF after an octet frame) vanish.
 
@@ -32,6 +34,7 @@ DEFAULT_MAX_SIZE = 64 * 1024
 MAX_OCTET_COUNT = 1 << 30
 
 _START, _LF, _OCTET, _SKIP_LF, _SKIP_N = range(5)
+_TRAIL = (b"\n", b"\r", b"\0")
 
 
 class Truncated(bytes):
@@ -126,7 +129,11 @@ class TcpDeframer:
                         if count <= maxsz:
                             end = start + count
                             if end <= n:
-                                out.append(data[start:end])
+                                frame = data[start:end]
+                                if frame[-1:] in _TRAIL:
+                                    frame = frame.rstrip(b"\r\n\0")
+                                if frame:
+                                    out.append(frame)
                                 i = end
                                 continue
                             self._cut = False
@@ -138,7 +145,7 @@ class TcpDeframer:
                             self._skip = count - maxsz
                             keep = maxsz
                             if start + keep <= n:
-                                out.append(Truncated(data[start:start + keep]))
+                                out.append(Truncated(data[start:start + keep].rstrip(b"\r\n\0")))
                                 i = start + keep
                                 st = _SKIP_N
                                 continue
@@ -203,7 +210,12 @@ class TcpDeframer:
                     frame = b"".join(self._parts)
                     self._parts = []
                     self._plen = 0
-                    out.append(Truncated(frame) if self._cut else frame)
+                    if frame[-1:] in _TRAIL:
+                        frame = frame.rstrip(b"\r\n\0")
+                    if self._cut:
+                        out.append(Truncated(frame))
+                    elif frame:
+                        out.append(frame)
                     i += need
                     st = _SKIP_N if self._skip else _START
                     continue
@@ -243,7 +255,9 @@ class TcpDeframer:
             self._deliver(out, b"".join(self._parts))
         elif st == _OCTET and self._plen:
             self.truncated += 1
-            out.append(Truncated(b"".join(self._parts)))
+            frame = b"".join(self._parts).rstrip(b"\r\n\0")
+            if frame:
+                out.append(Truncated(frame))
         self._state = _START
         self._head = b""
         self._parts = []
