@@ -25,6 +25,8 @@ from sylog.server.listeners import (
 )
 from sylog.server.pipeline import Observer, Pipeline
 from sylog.timeline.writer import TimelineWriter
+from sylog.vmcore.peers import PeerRecorder
+from sylog.vmcore.watcher import VmcoreWatcher
 
 log = logging.getLogger("sylog.server")
 
@@ -61,6 +63,9 @@ def build_observers(cfg: Config, data_dir: Path, counters: Counters) -> list[Obs
         alerts = AlertDispatcher.from_config(cfg)
         engine.listeners.append(alerts.on_incident)
         observers.append(alerts)
+    observers.append(PeerRecorder(str(data_dir)))  # sender address -> host name, for IP-named dump dirs
+    if cfg.vmcore.dirs:
+        observers.append(VmcoreWatcher.from_config(cfg, engine=engine, data_dir=data_dir))
     return observers
 
 

@@ -59,13 +59,22 @@ class Pipeline:
                  parse: ParseFn | None = None) -> None:
         self.writer = writer
         self.counters = counters
-        self.observers: list[Observer] = list(observers)
+        self.observers: list[Observer] = []
+        self.all_observers: list[Any] = []  # ticked and closed; ``feed = None`` ones are tick-only (vmcore watcher)
+        self.peer_listeners: list[Callable[[str, str], None]] = []  # once per batch: (peer, host of its last message)
+        for ob in observers:
+            self.add_observer(ob)
         self.parse = parse or default_parse()
         self._tc = TimeCache()
         self._last_error: str | None = None
 
     def add_observer(self, ob: Observer) -> None:
-        self.observers.append(ob)
+        self.all_observers.append(ob)
+        if getattr(ob, "feed", None) is not None:
+            self.observers.append(ob)
+        note = getattr(ob, "note_peer", None)
+        if note is not None:
+            self.peer_listeners.append(note)
 
     def process(self, frames: list[bytes], peer: str, now: float) -> None:
         """Handle every frame of one read; never raises."""
@@ -75,6 +84,7 @@ class Pipeline:
         append = self.writer.append
         observers = self.observers
         n5424 = n3164 = nerr = 0
+        host = None
         for raw in frames:
             try:
                 msg = parse(raw)
@@ -96,6 +106,12 @@ class Pipeline:
                         ob.feed(host, now, msg, line)
                     except Exception as e:
                         self._observer_error(ob, e)
+        if host is not None and self.peer_listeners:
+            for fn in self.peer_listeners:
+                try:
+                    fn(peer, host)
+                except Exception as e:
+                    self._observer_error(fn, e)
         n = len(frames)
         c.received += n
         c.bytes += sum(map(len, frames))
@@ -104,14 +120,14 @@ class Pipeline:
         c.raw += n - n5424 - n3164 - nerr
 
     def tick(self, now: float) -> None:
-        for ob in self.observers:
+        for ob in self.all_observers:
             try:
                 ob.tick(now)
             except Exception as e:
                 self._observer_error(ob, e)
 
     async def aclose(self) -> None:
-        for ob in self.observers:
+        for ob in self.all_observers:
             try:
                 await ob.aclose()
             except Exception as e:

@@ -28,7 +28,7 @@ MAX_PEERS = 100_000
 
 
 class PeerRecorder:
-    """Observer-shaped (``tick``, ``aclose``; ``feed`` no-op) plus ``note(peer, host)`` from the server."""
+    """Observer-shaped (``tick``, ``aclose``; ``feed = None``) plus ``note_peer(peer, host)`` once per batch."""
 
     def __init__(self, data_dir: str, *, flush_interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(data_dir).absolute() / "state" / "peers.json"
@@ -54,8 +54,7 @@ class PeerRecorder:
                 out[str(ip)] = {"host": v}
         return out
 
-    def feed(self, host: str, recv_time: float, msg: Any, line: bytes) -> None:  # pragma: no cover - no-op
-        return None
+    feed = None  # not called per message; the pipeline calls note_peer once per received batch
 
     def note(self, peer: str, host: str) -> None:
         """The server received messages for ``host`` from address ``peer`` (cheap: one dict lookup when known)."""
@@ -84,6 +83,8 @@ class PeerRecorder:
             ent["ambiguous"] = True
             self._last[peer] = host
         self._dirty = True
+
+    note_peer = note
 
     def mapping(self) -> dict[str, str]:
         return {p: v["host"] for p, v in self.peers.items() if v.get("host")}

@@ -1,6 +1,7 @@
 """Asyncio shell: scan the vmcore dirs at start-up and every interval, off the event loop.
 
-An observer of the server like the incident engine (``tick(now)``, ``await aclose()``; ``feed`` does nothing):
+An observer of the server like the incident engine (``tick(now)``, ``await aclose()``; ``feed = None``, so the
+pipeline never calls it per message):
 ``tick`` starts a scan when one is due and none is running. The scan (directory listing, dump headers, dmesg
 analysis, incident file writes) runs in a one-thread executor; back on the loop, links to incidents the incident
 engine still holds in memory are handed to ``engine.update_incident`` so the engine's next write carries them.
@@ -20,7 +21,7 @@ log = logging.getLogger("sylog.vmcore")
 
 
 class VmcoreWatcher:
-    """Observer: ``tick(now)`` (starts due scans), ``await aclose()``; ``feed`` is a no-op."""
+    """Tick-only observer (``feed = None``): ``tick(now)`` starts due scans, ``await aclose()`` waits."""
 
     def __init__(self, data_dir: str, dirs: list[str], *, interval: float = 30.0, window: float = 7200.0,
                  quiet: float = 30.0, engine: Any = None, detector: Any = None,
@@ -46,13 +47,12 @@ class VmcoreWatcher:
         self.results: list[vscan.LinkResult] = []  # the last scan's (for tests and stats)
 
     @classmethod
-    def from_config(cls, cfg: Any, *, engine: Any = None, **kw: Any) -> "VmcoreWatcher":
+    def from_config(cls, cfg: Any, *, engine: Any = None, data_dir: Any = None, **kw: Any) -> "VmcoreWatcher":
         v = cfg.vmcore
-        return cls(cfg.data_dir, list(v.dirs), interval=v.interval, window=v.window, quiet=cfg.incidents.quiet,
+        return cls(str(data_dir or cfg.data_dir), list(v.dirs), interval=v.interval, window=v.window, quiet=cfg.incidents.quiet,
                    engine=engine, **kw)
 
-    def feed(self, host: str, recv_time: float, msg: Any, line: bytes) -> None:  # pragma: no cover - no-op
-        return None
+    feed = None  # tick-only observer: the pipeline does not call it per message
 
     # --- engine cooperation (loop thread) -------------------------------------------------------------------------
 
