@@ -17,6 +17,7 @@ Helpers (module level, importable)
   ``wait_for(predicate, timeout, ...)``       poll until ``predicate()`` is truthy; returns that value.
   ``read_timeline(data_dir, host)``           all complete timeline lines of a host, day files in order.
   ``parse_timeline_line(line)``               -> :class:`TimelineRecord` (time, host, facility, severity, tag, msg).
+  ``run_cli(*args)``                          run ``python -m sylog ARGS`` -> CompletedProcess (bytes, bounded time).
   ``require_binary(name)``                    path of a program, or skip (fail when ``SYLOG_REQUIRE_REALCLIENTS=1``,
                                               as CI sets it, so real-client tests never silently skip there).
 
@@ -316,6 +317,11 @@ class SylogServer:
             except (FileNotFoundError, ValueError):
                 continue
         return out
+
+
+def run_cli(*args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    """``python -m sylog ARGS`` with this interpreter (the package under test), output captured."""
+    return subprocess.run([sys.executable, "-m", "sylog", *args], input=input, capture_output=True, timeout=timeout)
 
 
 def serve_command(data_dir: Path, udp_port: int, tcp_port: int, *extra: str, incident_quiet: float = 2) -> list[str]:

@@ -15,6 +15,7 @@ omfwd ``TCP_Framing``: "traditional" (LF-terminated) or "octet-counted" (RFC 658
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ import pytest
 
 from sylog.syslog.hostnames import fold_host
 
-from conftest import SylogServer, TimelineRecord, _port_bound, free_port, require_binary, wait_for
+from conftest import SylogServer, TimelineRecord, _port_bound, free_port, require_binary, run_cli, wait_for
 
 pytestmark = pytest.mark.realclient
 
@@ -261,3 +262,88 @@ def test_rsyslog_queues_until_sylog_starts(
         20, interval=0.2, what="the messages rsyslog queued while sylog was down",
         diagnose=lambda: relay.diagnose() + "\n" + server.dump(),
     )
+
+
+OOPS = """\
+BUG: kernel NULL pointer dereference, address: 0000000000000008
+#PF: supervisor read access in kernel mode
+#PF: error_code(0x0000) - not-present page
+PGD 0 P4D 0
+Oops: 0000 [#1] PREEMPT SMP NOPTI
+CPU: 3 PID: {pid} Comm: kworker/3:1 Tainted: G           O       6.1.0-18-amd64 #1  Debian 6.1.76-1
+Hardware name: QEMU Standard PC (i440FX + PIIX, 1996), BIOS 1.16.2-debian-1.16.2-1 04/01/2014
+Workqueue: events sylogtest_work_fn [sylogtest]
+RIP: 0010:sylogtest_poll+0x2a/0x90 [sylogtest]
+Code: 48 89 e5 41 54 53 48 8b 5f 10 <48> 8b 43 08 48 85 c0 74 1f 5b 41 5c 5d c3 cc cc cc cc 0f 1f 00
+RSP: 0018:ffffb3a0c0dd3e60 EFLAGS: 00010246
+RAX: 0000000000000000 RBX: 0000000000000000 RCX: 0000000000000000
+Call Trace:
+ <TASK>
+ ? __die+0x23/0x70
+ ? page_fault_oops+0x171/0x4e0
+ ? exc_page_fault+0x77/0x170
+ ? asm_exc_page_fault+0x26/0x30
+ ? sylogtest_poll+0x2a/0x90 [sylogtest]
+ sylogtest_work_fn+0x15/0x30 [sylogtest]
+ process_one_work+0x1c7/0x380
+ worker_thread+0x4d/0x380
+ kthread+0xd7/0x100
+ ret_from_fork+0x1f/0x30
+ </TASK>
+Modules linked in: sylogtest(O) nfsd auth_rpcgss nfs_acl lockd grace sunrpc
+CR2: 0000000000000008
+---[ end trace 0000000000000000 ]---
+"""
+
+
+def kernel_lines(host: str, body: str, t0: float, pid: int) -> bytes:
+    """RFC 3164 lines as a host's rsyslog gets them from imklog (kern.warning, tag kernel:, printk time)."""
+    out = []
+    for i, line in enumerate(body.format(pid=pid).splitlines()):
+        out.append(f"<4>{rfc3164_now()} {host} kernel: [{t0 + i * 0.000013:12.6f}] {line}\n")
+    return "".join(out).encode()
+
+
+def test_kernel_oops_through_rsyslog_becomes_incident(
+    sylog_server: SylogServer, rsyslog_relay: Callable[[str], Rsyslogd]
+) -> None:
+    """A driver oops relayed by rsyslog (two hosts, same bug): one incident each, same signature, with context.
+
+    The lines reach rsyslog's TCP input as imklog would hand them over; rsyslog relays them with its default
+    traditional template over octet-counted TCP, as the README recommends for production.
+    """
+    relay = rsyslog_relay(omfwd(sylog_server, "tcp", "octet-counted", "RSYSLOG_TraditionalForwardFormat"))
+    hosts = ("db-07", "db-12")
+    for n, h in enumerate(hosts):
+        stream = f"<30>{rfc3164_now()} {h} systemd[1]: Started nightly-backup.service - last words {h}.\n".encode()
+        stream += kernel_lines(h, OOPS, 4242.5 + n, pid=1000 + n)
+        with socket.create_connection(("127.0.0.1", relay.tcp_port), timeout=10) as s:
+            s.sendall(stream)
+
+    def incidents() -> list[dict]:
+        return [i for i in sylog_server.incidents() if i.get("host") in hosts]
+
+    wait_for(lambda: len({i["host"] for i in incidents()}) == 2, 15, what="an incident for each host",
+             diagnose=lambda: relay.diagnose() + "\n" + sylog_server.dump())
+    # --incident-quiet 2: both close once the hosts are quiet.
+    wait_for(lambda: all(i["state"] == "closed" for i in incidents()) and incidents(), 15, interval=0.2,
+             what="the incidents to close after --incident-quiet", diagnose=lambda: repr(incidents()))
+
+    r = run_cli("incidents", "--data-dir", str(sylog_server.data_dir), "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    listed = [i for i in json.loads(r.stdout) if i["host"] in hosts]
+    assert sorted(i["host"] for i in listed) == sorted(hosts), listed  # one incident per host, no duplicates
+    for inc in listed:
+        assert inc["kind"] in ("page-fault", "oops", "bug"), inc
+        assert inc["function"] == "sylogtest_poll", inc
+        assert inc["module"] == "sylogtest", inc
+        assert inc["kernel_release"] == "6.1.0-18-amd64", inc
+        assert inc["state"] == "closed" and inc["fatal"] is False, inc
+        assert inc["lines"] >= 20, inc
+    assert listed[0]["signature"] and listed[0]["signature"] == listed[1]["signature"], listed
+
+    # The incident log holds the last words before the trigger and the trace, as received.
+    for inc in incidents():
+        log = Path(inc["log_path"] or inc["path"].replace(".json", ".log")).read_text(errors="replace")
+        assert f"last words {inc['host']}" in log
+        assert "sylogtest_work_fn" in log and "---[ end trace" in log
