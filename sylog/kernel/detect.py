@@ -85,7 +85,7 @@ _RULES: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple((re.compile(rx), k
     (r"^Bad mode in .* handler detected", "panic", True),  # arm64 bad_mode() always panics next
     (r"^Insufficient stack space to handle exception", "panic", True),  # arm64 overflow -> panic
     (r"^VFS: Unable to mount root fs on", "panic", True),
-    (r"^(?:sysrq|SysRq ?): Trigger a crash", "panic", True),
+    (r"^(?:sysrq: |SysRq ?: )+Trigger a crash", "panic", True),
     # BUG()/die()
     (r"^(?:kernel|Kernel) BUG at ", "bug", False),
     (r"^rust_kernel: panicked at", "bug", False),

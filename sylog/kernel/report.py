@@ -414,7 +414,7 @@ def _title_and_function(kind: str, ctx: _Ctx) -> tuple[str, str | None, str | No
         return with_fn("kernel stack overflow", _pick(trace(), _GENERIC_SKIP, _rx(r"\w*stack\w*", r"handle_bad_stack")))
     if h.startswith("VFS: Unable to mount root fs"):
         return "kernel panic: VFS: Unable to mount root fs", None, None
-    if re.match(r"(?:sysrq|SysRq ?): Trigger a crash", h):
+    if re.match(r"(?:sysrq: |SysRq ?: )+Trigger a crash", h):
         for b in ctx.bodies[1:]:
             if b.startswith(("BUG:", "Unable to handle", "Kernel panic", "Internal error", "Oops")):
                 break
@@ -544,6 +544,9 @@ def _hw_title(kind: str, h: str) -> str:
 
 
 def _oom_title(ctx: _Ctx) -> tuple[str, str | None, str | None]:
+    for b in ctx.bodies:
+        if b.startswith("Kernel panic - not syncing: "):  # panic_on_oom: the panic says why the host died
+            return "kernel panic: " + _norm_text(b.split(": ", 1)[1]), None, None
     for b in ctx.bodies:
         m = re.search(r"(?:Out of memory|out of memory): Kill(?:ed)? process \d+ \((.*?)\)", b)
         if m:
