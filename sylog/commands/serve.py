@@ -113,13 +113,14 @@ async def _serve(cfg: Config) -> int:
     from sylog.server.app import BindError, Server
 
     srv = Server(cfg)
+    loop = asyncio.get_running_loop()
+    # Before binding: whoever sees our port open may signal us at once, and must get a clean stop.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, srv.request_stop)
     try:
         await srv.start()
     except BindError as e:
         print(f"sylog serve: {e}", file=sys.stderr)
         return 1
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, srv.request_stop)
     await srv.run()
     return 0
