@@ -21,6 +21,9 @@ from sylog.vmcore.layouts import CRASH_HINTS, DumpDir, crash_command, debug_vmli
 from sylog.vmcore.vmcoreinfo import DumpInfo
 
 CLOCK_SLACK = 300.0  # seconds an incident may start *after* the dump time (clock skew between host and us)
+# kdump.sh's HOST_IP for a local target: says nothing about which host (whoever sent syslog from 127.0.0.1 to us
+# is not necessarily the host whose dump this is).
+LOCAL_PLACEHOLDERS = frozenset({"127.0.0.1", "::1"})
 MATCH_SIGNATURE = "signature"
 MATCH_TIME = "time"
 MATCH_DUMP_ONLY = "dump-only"
@@ -111,7 +114,7 @@ def resolve_host(dump: DumpDir, info: DumpInfo | None, peers: dict[str, str], *,
     hint = dump.host_hint
     if hint and not dump.host_hint_is_ip:
         return f(hint), "dirname"
-    if hint and dump.host_hint_is_ip and hint in peers:
+    if hint and dump.host_hint_is_ip and hint in peers and hint not in LOCAL_PLACEHOLDERS:
         return f(peers[hint]), "peer-ip"
     if info is not None and info.nodename and info.nodename != "(none)" and not info.nodename.startswith("localhost"):
         return f(info.nodename), "nodename"
