@@ -320,3 +320,46 @@ async def test_observers_fed_ticked_and_closed(tmp_path):
     assert ob.closed and srv.counters.observer_errors == 1
     assert ob.fed[1][0] == "o1" and ob.fed[1][1].endswith(b" fine\n")
     assert len(lines_of(tmp_path, "o1")) == 2
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_listeners_and_peer_fallback(server):
+    s = await server(**{"listen.udp": ["[::1]:0"], "listen.tcp": ["[::1]:0"]})
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as u:
+        u.sendto(b"<13>no header at all over v6", s.udp)
+    r, w = await asyncio.open_connection(*s.tcp)
+    w.write(b"<13>1 - - app - - - nil hostname over v6 tcp\n")
+    await w.drain()
+    w.close()
+    lines = await s.flushed("::1", 2)
+    assert any(ln.endswith(b"no header at all over v6") for ln in lines)
+    assert any(ln.endswith(b"nil hostname over v6 tcp") for ln in lines)
+
+
+async def test_udp_truncation_is_counted(server):
+    s = await server(**{"limits.max_message_size": 100})
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.sendto(r5424("udptrunc", "y" * 500), s.udp)
+    line = (await s.flushed("udptrunc", 1))[0]
+    assert s.c.truncated == 1 and line.endswith(b"y") and len(line) < 200
+
+
+def test_parse_address_forms():
+    from sylog.server.listeners import parse_address
+
+    assert parse_address("0.0.0.0:514") == ("0.0.0.0", 514)
+    assert parse_address("[::]:5514") == ("::", 5514)
+    assert parse_address(":514") == ("0.0.0.0", 514)
+    assert parse_address("514") == ("0.0.0.0", 514)
+    for bad in ("::1:514", "host", "1.2.3.4:70000", "[::1]514", "a:b"):
+        with pytest.raises(ValueError):
+            parse_address(bad)
