@@ -188,6 +188,24 @@ def test_grep_chunk_many_matches_per_chunk():
     assert got == data.splitlines(keepends=True)  # an empty pattern matches every line once
 
 
+@pytest.mark.parametrize("pattern", [
+    rb"^2026-11-23T22:0[0-2]", rb"^2026-11-23T22:01:..\.000000Z h kern", rb"^a|b", rb"^x|^2026-11-23T22:00:0",
+    rb"^", rb"^.*kernel: msg 1[0-9]$", rb"^(2026)-11-23T22:00:(0[13])", rb"^(?:zz)?2026-11-23T22:02:3", rb"msg 7",
+    rb"^[0-9]+-11-23T22:03:00", rb"^2026-11-23T22:00:05.000000Z H KERN",
+])
+def test_grep_scan_equals_per_line_search(pattern):
+    import re
+
+    data = b"".join(line(T0 + i, "h", b"msg %d" % i) for i in range(300)) + b"abc b\nb start\n"
+    for ic in (False, True):
+        g = tl.Grep(pattern, ic)
+        rx = re.compile(pattern, re.IGNORECASE if ic else 0)
+        want = [ln for ln in data.splitlines(keepends=True) if rx.search(ln.rstrip(b"\n"))]
+        assert g.lines(data) == want, (pattern, ic, g.scan)
+        assert tl.grep_chunk(g.rx, data) == want
+    assert (tl.Grep(rb"^2026").scan is not None) and tl.Grep(rb"^a|b").scan is None
+
+
 def test_partial_last_line_is_not_shown(tmp_path, capsysbinary):
     lines = write_timeline(tmp_path, "h2", [(T0 + i, b"m%d" % i) for i in range(3)])
     f = tmp_path / "timelines" / "h2" / "2026-11-23.log"

@@ -243,6 +243,67 @@ class Output:
         self.stream.flush()
 
 
+class Grep:
+    """A line filter over whole chunks: ``rx`` decides per line; ``scan`` finds candidate lines fast.
+
+    ``^``-anchored patterns (a time prefix, a tag) are scanned as ``\\n(?:rest)`` over the chunk with a newline
+    in front: Python's ``re`` skips ahead by literal prefix then, instead of trying ``^`` at every byte (~14x).
+    """
+
+    def __init__(self, pattern: bytes, ignore_case: bool = False) -> None:
+        flags = re.MULTILINE | (re.IGNORECASE if ignore_case else 0)
+        self.rx = re.compile(pattern, flags)
+        self.scan: re.Pattern[bytes] | None = None
+        if pattern.startswith(b"^") and _leading_anchor_only(pattern, flags):
+            try:
+                self.scan = re.compile(b"\n(?:" + pattern[1:] + b")", flags)
+            except re.error:
+                self.scan = None
+
+    def lines(self, data: bytes) -> list[bytes]:
+        """Matching lines of ``data`` (complete lines)."""
+        if self.scan is None:
+            return grep_chunk(self.rx, data)
+        out = []
+        rx_search = self.rx.search
+        sd = b"\n" + data  # sd[i] is the newline before the line starting at data[i]
+        search = self.scan.search
+        pos = 0
+        n = len(data)
+        while pos < n:
+            m = search(sd, pos)
+            if m is None:
+                break
+            ls = m.start()
+            if ls >= n:
+                break
+            le = data.find(b"\n", ls)
+            le = n if le < 0 else le + 1
+            line_end = le - 1 if data[le - 1 : le] == b"\n" else le
+            if rx_search(data, ls, line_end):
+                out.append(data[ls:le])
+            pos = le
+        return out
+
+    def keep(self, line: bytes) -> bool:
+        return self.rx.search(line, 0, len(line) - 1 if line.endswith(b"\n") else len(line)) is not None
+
+
+def _leading_anchor_only(pattern: bytes, flags: int) -> bool:
+    """True when the pattern is ``^`` followed by one alternative (not ``^a|b``), so ``\\n(?:rest)`` is equal."""
+    try:
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+        from re._constants import AT, AT_BEGINNING  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - older layouts
+        return False
+    try:
+        parsed = sre_parse.parse(pattern, flags)
+    except re.error:
+        return False
+    items = list(parsed)
+    return bool(items) and items[0] == (AT, AT_BEGINNING)
+
+
 def grep_chunk(rx: re.Pattern[bytes], data: bytes) -> list[bytes]:
     """Lines of ``data`` (complete lines only) that ``rx`` matches, found with one scan per match."""
     out = []
@@ -254,9 +315,9 @@ def grep_chunk(rx: re.Pattern[bytes], data: bytes) -> list[bytes]:
         if m is None:
             break
         s = m.start()
-        ls = data.rfind(b"\n", 0, s) + 1 if s > pos else pos
-        if s == n:  # empty match at the very end: no line there
+        if s >= n:  # empty match at the very end: no line there
             break
+        ls = max(data.rfind(b"\n", pos, s) + 1, pos)
         le = data.find(b"\n", s)
         le = n if le < 0 else le + 1
         line_end = le - 1 if data[le - 1 : le] == b"\n" else le
@@ -267,7 +328,7 @@ def grep_chunk(rx: re.Pattern[bytes], data: bytes) -> list[bytes]:
     return out
 
 
-def stream_range(out: Output, fd: int, start: int, end: int, rx: re.Pattern[bytes] | None) -> None:
+def stream_range(out: Output, fd: int, start: int, end: int, rx: Grep | None) -> None:
     if rx is None:
         out.copy_range(fd, start, end)
         return
@@ -284,11 +345,11 @@ def stream_range(out: Output, fd: int, start: int, end: int, rx: re.Pattern[byte
             carry = data
             continue
         carry = data[cut:]
-        lines = grep_chunk(rx, data[:cut] if cut < len(data) else data)
+        lines = rx.lines(data[:cut] if cut < len(data) else data)
         if lines:
             out.write(b"".join(lines))
     if carry:
-        lines = grep_chunk(rx, carry)
+        lines = rx.lines(carry)
         if lines:
             out.write(b"".join(lines))
 
@@ -352,7 +413,7 @@ def find_incident(data_dir: Path, ident: str) -> dict:
 
 
 def run_around(out: Output, data_dir: Path, hdir: Path, ident: str, before: int, after: int,
-               rx: re.Pattern[bytes] | None) -> None:
+               rx: Grep | None) -> None:
     inc = find_incident(data_dir, ident)
     if inc.get("host") not in (hdir.name, None) and fold_host_name(str(inc.get("host"))) != hdir.name:
         raise TimelineError(f"incident {ident!r} belongs to host {inc.get('host')!r}, not {hdir.name!r}")
@@ -367,7 +428,7 @@ def run_around(out: Output, data_dir: Path, hdir: Path, ident: str, before: int,
     if idx < len(files):
         with open(files[idx], "rb") as f:
             anchor_off = find_offset(f.fileno(), complete_size(f.fileno()), t0)
-    keep = (lambda line: True) if rx is None else (lambda line: rx.search(line, 0, len(line) - 1) is not None)
+    keep = (lambda line: True) if rx is None else rx.keep
     back: list[bytes] = []
     if before > 0:
         older = files[: idx + 1] if idx < len(files) else files
@@ -446,8 +507,7 @@ def _run(args: argparse.Namespace) -> int:
     rx = None
     if args.grep is not None:
         try:
-            rx = re.compile(args.grep.encode("utf-8", "surrogateescape"),
-                            re.MULTILINE | (re.IGNORECASE if args.ignore_case else 0))
+            rx = Grep(args.grep.encode("utf-8", "surrogateescape"), args.ignore_case)
         except re.error as e:
             raise TimelineError(f"bad --grep regex {args.grep!r}: {e}") from None
     since = parse_time(args.since) if args.since else None
