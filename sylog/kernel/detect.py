@@ -37,7 +37,7 @@ _GATE = frozenset((
     "kernel", "Kernel", "PANIC:", "Bad", "divide", "invalid", "int3:", "stack", "UBSAN:", "KASAN:", "ODEBUG:",
     "watchdog:", "Watchdog", "rcu:", "mce:", "[Hardware", "Machine", "EDAC", "AER:", "PCIe", "critical",
     "Critical", "invoked", "Out", "Memory", "sysrq:", "SysRq", "SysRq:", "VFS:", "rust_kernel:", "kmemleak:",
-    "Insufficient", "[", "kasan:", "unreferenced", "segment-related", "divide_error:",
+    "Insufficient", "kasan:", "unregister_netdevice:", "Alignment", "unreferenced", "segment-related", "divide_error:",
 ))
 
 
@@ -53,7 +53,8 @@ def _gate(body: str) -> bool:
 
 # Messages that look like triggers but are informational (known pr_warn/pr_info texts, tool output).
 _BENIGN = re.compile(
-    r"^(?:WARNING: (?:[Tt]he mand mount option|/etc/ssh/moduli|workqueue cpumask|Unprivileged eBPF)"
+    r"^(?:WARNING: (?:[Tt]he mand mount option|/etc/ssh/moduli|workqueue cpumask|Unprivileged eBPF|"
+    r"Unsupported flag value|fbcon: Driver .* missed to adjust|See https|kernel not compiled with)"
     r"|INFO: (?:lockdep is turned off|NMI handler|Stall ended before|recovery required)"
     r"|BUG: no syscalls can create resource"
     r"|INFO: (?:sys_|no syscalls))"
@@ -114,7 +115,11 @@ _RULES: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple((re.compile(rx), k
     # remaining BUG: reports (spinlock, scheduling while atomic, bad page state, ...) and SLUB debug
     (r"^BUG: ", "bug", False),
     (r"^BUG [^\s:]+ \((?:Not t|T)ainted", "bug", False),
-    (r"^INFO: (?:Freed|Allocated) in ", "bug", False),  # old SLUB/KASAN object history heading a report
+    (r"^INFO: (?:Freed|Allocated) in ", "bug", False),
+    (r"^VFS: (?:Busy inodes after unmount|Close: file count is 0)", "bug", False),  # use-after-free symptoms
+    (r"^Alignment trap: not handling instruction", "oops", False),  # arm32 kernel-mode misaligned access
+    # a leaked netdev reference: namespace teardown hangs, the kernel repeats this every 10 s
+    (r"^unregister_netdevice: waiting for \S+ to become free", "hung-task", False),  # old SLUB/KASAN object history heading a report
     (r"^(?:BUG|WARNING|INFO):\s*$", "bug", False),  # a report header whose text was lost
 ))
 
@@ -129,15 +134,28 @@ def _classify1(body: str) -> Hit | None:
 
 
 # A printk prefix in the middle of a line: the console lost a newline and two messages share one line.
-_EMBEDDED = re.compile(r"\[ *\d+\.\d{3,9}\](?:\[ *[TC]\d+\])? ?")
+_TS_BEFORE = re.compile(r"\[ *\d+\.\d{3,9}$")
+_CALLER_AFTER = re.compile(r"\[ *[TC]\d+\] ?")
+
+
+def _embedded_tails(body: str):
+    """Texts that follow a `[  12.345678]` prefix found after the start of the line (cheap str.find scan)."""
+    i = body.find("] ", 1)
+    while i > 0:
+        if body[i - 1].isdigit() and _TS_BEFORE.search(body, max(0, i - 24), i):
+            j = i + 2
+            m = _CALLER_AFTER.match(body, i + 1)
+            if m:
+                j = m.end()
+            yield body[j:]
+        i = body.find("] ", i + 2)
 
 
 def trigger_body(body: str) -> str:
     """The part of a line a trigger starts at: the line itself, or what follows a printk prefix embedded in it
     (`foo: vmalloc: allocation failure[   76.47] BUG: unable to handle ...`)."""
     if _classify1(body) is None and "] " in body:
-        for m in _EMBEDDED.finditer(body):
-            rest = body[m.end():]
+        for rest in _embedded_tails(body):
             if _classify1(rest) is not None:
                 return rest
     return body
@@ -147,11 +165,9 @@ def classify(body: str) -> Hit | None:
     """The Hit for a line that starts (or escalates) a kernel crash report; None for every other line."""
     hit = _classify1(body)
     if hit is None and "] " in body:
-        # rare: a message glued after another one's text; only lines holding `] ` pay for this search
-        for m in _EMBEDDED.finditer(body):
-            if m.start() == 0:
-                continue
-            hit = _classify1(body[m.end():])
+        # rare: a message glued after another one's text; only lines holding `] ` pay for this scan
+        for rest in _embedded_tails(body):
+            hit = _classify1(rest)
             if hit is not None:
                 break
     return hit

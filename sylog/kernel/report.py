@@ -58,8 +58,9 @@ _TRACE_STOP = re.compile(
     r"irq event stamp|={10,}|---\[ end|Modules linked in|Kernel Offset|Kernel panic|NMI backtrace|Sending NMI|"
     r"Showing|INFO: |BUG: |WARNING: |Mem-Info|\d+ locks? held|Object 0x|Allocated:|Freed:|"
     r"unreferenced object|The task|Task dump|rcu: |Dumping ftrace)")
-_CPU_LINE = re.compile(r"CPU: (\d+) (?:UID: \d+ )?PID: (-?\d+) Comm: (.*?) +(?:Not tainted|Tainted: ([A-Z ]*?)) +"
-                       r"(\S+) #")
+_CPU_LINE = re.compile(r"CPU: (\d+) (?:UID: \d+ )?PID: (-?\d+) Comm: (\S+)")
+# `Not tainted 6.1.0-18-amd64 #1`, `Tainted: G   OE  --------- -  - 4.18.0-425.el8.x86_64 #1` (RHEL pads with dashes)
+_TAINT = re.compile(r"(?:Not tainted|Tainted: ([A-Z ]*?))\s+(?:[-\s]+)?(\d[\w.+~-]*) #")
 _LINUX_VERSION = re.compile(r"Linux version (\S+)")
 _HW = re.compile(r"^Hardware name: (.*?)\s*$")
 _SUFFIX = re.compile(r"(?:\.(?:part|isra|constprop|cold|llvm|lto_priv|[0-9]+)(?:\.[0-9]+)?)+$")
@@ -770,8 +771,11 @@ def analyze(kind: str, bodies: list[str]) -> Report:
             m = _CPU_LINE.search(b)
             if m:
                 r.cpu, r.pid, r.comm = int(m.group(1)), int(m.group(2)), m.group(3)
-                r.taint = re.sub(r"\s+", "", m.group(4)) if m.group(4) is not None else ""
-                r.kernel_release = m.group(5)
+        if r.taint is None and ("tainted" in b or "Tainted:" in b):
+            m = _TAINT.search(b)
+            if m:
+                r.taint = re.sub(r"\s+", "", m.group(1)) if m.group(1) is not None else ""
+                r.kernel_release = r.kernel_release or m.group(2)
         if r.hardware is None:
             m = _HW.match(b.strip())
             if m:
@@ -780,7 +784,7 @@ def analyze(kind: str, bodies: list[str]) -> Report:
             m = _LINUX_VERSION.search(b)
             if m:
                 r.kernel_release = m.group(1)
-        if r.cpu is not None and r.hardware is not None:
+        if r.cpu is not None and r.hardware is not None and r.taint is not None:
             break
     trace = [f for f, _ in ctx.main_trace()]
     r.frames = trace
