@@ -59,13 +59,13 @@ def build_observers(cfg: Config, data_dir: Path, counters: Counters) -> list[Obs
     observers: list[Observer] = []
     engine = IncidentEngine.from_config(cfg, data_dir=data_dir)
     observers.append(engine)
-    if cfg.alert:  # alert hooks hear the engine's events; an observer only so that shutdown drains them
-        alerts = AlertDispatcher.from_config(cfg)
-        engine.listeners.append(alerts.on_incident)
-        observers.append(alerts)
     observers.append(PeerRecorder(str(data_dir)))  # sender address -> host name, for IP-named dump dirs
     if cfg.vmcore.dirs:
         observers.append(VmcoreWatcher.from_config(cfg, engine=engine, data_dir=data_dir))
+    if cfg.alert:  # alert hooks hear the engine's (and the vmcore watcher's) events; an observer only so that
+        alerts = AlertDispatcher.from_config(cfg)  # shutdown drains them: keep it last, after every event source
+        engine.listeners.append(alerts.on_incident)
+        observers.append(alerts)
     return observers
 
 
