@@ -93,3 +93,35 @@ def test_server_fires_webhook_and_exec_on_open_and_close(sylog_server_factory, r
     ev, _, js = out.read_bytes().splitlines()[0].partition(b" ")
     assert ev == b"open" and orjson.loads(js)["id"] == opened["id"]
     assert srv.stop() == 0
+
+
+def test_server_fires_vmcore_event_when_a_dump_links(sylog_server_factory, receiver, tmp_path: Path):
+    import time
+    from datetime import datetime
+
+    from test_vmcore_build import RELEASE_DEB, crash_lines, make_rhel
+    from test_vmcore_server import send_from
+
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    cfg = tmp_path / "sylog.toml"
+    cfg.write_text(textwrap.dedent(f"""
+        [[alert]]
+        type = "webhook"
+        url = "http://127.0.0.1:{receiver.server_address[1]}/sylog"
+        on = ["vmcore"]
+    """))
+    srv = sylog_server_factory("--config", str(cfg), "--vmcore-dir", str(crash), "--vmcore-interval", "0.2",
+                               incident_quiet=1)
+    send_from("127.0.0.2", srv.tcp_port, crash_lines(RELEASE_DEB), "db-07")
+    [oops] = wait_for(lambda: [i for i in srv.incidents() if i.get("host") == "db-07" and i["state"] == "closed"],
+                      15, what="db-07 incident closed", diagnose=srv.output)
+    now = time.time()
+    make_rhel(crash, datetime.fromtimestamp(now), ip="127.0.0.2", crashtime=int(now) - 5, rel=RELEASE_DEB)
+    wait_for(lambda: receiver.got, 15, what="vmcore webhook", diagnose=srv.output)
+    ev, body = receiver.got[0]
+    inc = orjson.loads(body)
+    assert ev == "vmcore" and inc["id"] == oops["id"] and inc["vmcore"]["matched_by"] == "signature"
+    assert inc["vmcore"]["crash_command"].startswith("crash ")
+    assert srv.stop() == 0
+    assert [e for e, _ in receiver.got] == ["vmcore"]  # open/close were not subscribed
