@@ -291,6 +291,8 @@ def test_rfc3164_host_and_tag_rules(raw, host, app, procid, msg):
     (b"<13>2010-08-30T23:00:05Z h a: x", "2010-08-30T23:00:05Z"),
     (b"<13>2010-08-30T23:00:05 h a: x", "2010-08-30T23:00:05"),
     (b"<0>91: *Oct 07 03:10:04: mydevice.com %CRYPTO-4-X: decaps", "2026-10-07T03:10:04"),
+    (b"<13>Apr 15 21:28:13 2007 linksys app: msg", "2007-04-15T21:28:13"),
+    (b"<13>Aug 29 02:00:00. ctld snmpd[2499]: x", "2026-08-29T02:00:00"),
 ])
 def test_rfc3164_timestamps(raw, ts):
     assert both(raw).timestamp == ts
@@ -324,16 +326,22 @@ def test_no_pri_assumes_13():
     assert m.pri == 13 and m.missing == ["pri"]
 
 
-def test_headerless_strict_follows_rsyslog_lenient_keeps_whole():
+def test_headerless_has_no_host_but_a_tag():
+    # RFC 3164 4.3.2: no TIMESTAMP -> no HEADER, so no host name; the MSG may still start with a TAG (syslog-ng)
     m = p(b"This is a message!", strict=True)
-    assert (m.format, m.hostname, m.app_name, m.msg) == ("rfc3164", "This", "is", "a message!")
+    assert (m.format, m.hostname, m.app_name, m.msg) == ("rfc3164", None, "This", "is a message!")
     m = p(b"This is a message!")
     assert (m.format, m.hostname, m.msg) == ("raw", None, "This is a message!")
-    m = p(b"<13>hello world")
-    assert (m.format, m.hostname, m.app_name, m.msg) == ("rfc3164", None, None, "hello world")
-    assert set(m.missing) == {"timestamp", "hostname"}
-    m = p(b"<27>xapi: [error|xen3] died")
+    m = both(b"<13>hello world")
+    assert (m.format, m.hostname, m.app_name, m.msg) == ("rfc3164", None, "hello", "world")
+    assert set(p(b"<13>hello world").missing) == {"timestamp", "hostname"}
+    m = both(b"<27>xapi: [error|xen3] died")
     assert (m.app_name, m.msg, m.hostname) == ("xapi", "[error|xen3] died", None)
+    m = both(b"<15> openvpn[2499]: PTHREAD support initialized")
+    assert (m.hostname, m.app_name, m.procid, m.msg) == (None, "openvpn", "2499", "PTHREAD support initialized")
+    m = p(b'   [{ "c3":3 }]', strict=True)
+    assert (m.app_name, m.msg) == (None, '   [{ "c3":3 }]')
+    assert both(b"<13>   x y").msg == "y"
 
 
 @pytest.mark.parametrize("raw", [b"<abc>Nov 24 10:00:00 h app: x", b"<192>1 - - - - - -", b"<002>1 - - - - - -",
@@ -362,8 +370,8 @@ def test_nul_bytes_and_invalid_utf8_in_3164():
 
 def test_broken_5424_falls_back_to_3164_when_version_is_bad():
     m = p(b"<13>1000 2018-11-22 foo")
-    assert m.format == "rfc3164" and m.msg == "1000 2018-11-22 foo"
-    assert m.pri == 13
+    assert (m.format, m.pri, m.version, m.app_name, m.msg) == ("rfc3164", 13, None, "1000", "2018-11-22 foo")
+    assert "timestamp" in m.missing
 
 
 # ---------------------------------------------------------------- the real util-linux logger on this machine

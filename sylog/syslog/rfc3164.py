@@ -1,28 +1,28 @@
 """RFC 3164 / "traditional" syslog parser over bytes, modelled on what rsyslog's pmrfc3164 really does.
 
 Layout: ``[<PRI>] [TIMESTAMP SP] [HOSTNAME SP] [TAG[:]] [SP] MSG``. Every piece is optional in the wild, so this is
-a best-effort reading by rules, never an error (strictness about 3164 lives in :mod:`sylog.syslog.parse`: it only
-rejects a broken PRI or an empty frame).
+a best-effort reading by rules, never an error (strict mode only rejects, via :mod:`sylog.syslog.parse`, a broken
+PRI, an empty frame, or control bytes in a frame with neither PRI nor TIMESTAMP).
 
 TIMESTAMP, tried at the start (after any blanks):
   - BSD ``Mmm dd hh:mm:ss`` (month in any case, day space- or zero-padded), also ``Mmm dd yyyy hh:mm:ss``
-    (Cisco/rsyslog), optional ``.fraction``, optional Cisco extras: a leading ``*``/``.``, a trailing ``:``, and a
+    (Cisco/rsyslog) and ``Mmm dd hh:mm:ss yyyy`` (Linksys; rsyslog's detect.YearAfterTimestamp), optional
+    ``.fraction``, optional Cisco extras: a leading ``*``/``.``, a trailing ``:``, and a
     sequence number ``NNN: `` before it;
   - ISO / RFC 3339 ``yyyy-mm-ddThh:mm:ss[.frac][Z|+hh:mm]`` (RSYSLOG_ForwardFormat; a space for ``T`` accepted).
   A BSD stamp has no year: the year that puts it nearest to ``now`` is chosen (rsyslog does the same around New
-  Year); ``now`` is UTC epoch seconds and the stamp is compared as if it were UTC, so only stamps within the
-  sender's UTC offset of New Year can be off (by one year, and only when ~6 months from now, i.e. never in
-  practice). Stamps without a zone are rendered as a naive wall clock ``YYYY-MM-DDThh:mm:ss[.ffffff]`` (RFC 3339
+  Year); ``now`` is UTC epoch seconds and the stamp is compared as if it were UTC (the sender's zone is unknown),
+  which can only matter for a stamp almost exactly six months away from now. Stamps without a zone are rendered as a naive wall clock ``YYYY-MM-DDThh:mm:ss[.ffffff]`` (RFC 3339
   without offset): inventing the receiver's zone would silently lie; the fraction is cut to microseconds.
 
-HOSTNAME (rsyslog's rule): the next word is a host name when it is made of ``[A-Za-z0-9._-]``, ends in a letter or
-digit and is followed by a space (or ends the frame); an IPv6 address (``0002::``) is one too. So in
-``<13>Nov 25 10:00:00 sshd[12]: x`` the word ``sshd[12]:`` is the tag and there is no host. ``Message forwarded
-from HOST:`` (AIX relays) names the host. In lenient mode a frame without TIMESTAMP has no header at all (RFC 3164
-section 4.3.2), so its first word is not trusted as a host name and only a word ending in ``:`` is a tag; strict
-mode (the conformance view) follows rsyslog and reads host and tag anyway.
+HOSTNAME (rsyslog's rule): the next word after the TIMESTAMP is a host name when it is made of ``[A-Za-z0-9._-]``,
+ends in a letter or digit and is followed by a space (or ends the frame); an IPv6 address (``0002::``) is one too.
+So in ``<13>Nov 25 10:00:00 sshd[12]: x`` the word ``sshd[12]:`` is the tag and there is no host.
+``Message forwarded from HOST:`` (AIX relays) names the host. A frame without TIMESTAMP has no HEADER (RFC 3164
+section 4.3.2), so no host name is read from it (syslog-ng does the same; rsyslog would take the first word), but
+its MSG may still start with a TAG. In lenient mode a frame with neither PRI nor TIMESTAMP is 'raw'.
 
-TAG (rsyslog's rule): up to the first ``:`` or space, at most 32+ bytes (we cut at 510 as rsyslog does); a word
+TAG (rsyslog's rule): up to the first ``:`` or space (RFC 3164 says 32 bytes; we cut at 510 as rsyslog does); a word
 that starts with ``{`` or ``[`` is message text (JSON payload, kernel ``[ time]`` prefix), not a tag. APP-NAME is
 the tag up to ``[`` (a tag that starts with ``/`` has none, as in rsyslog); PROCID is the text between ``[`` and the
 next ``]``. One space after the tag is the separator and is not part of MSG; everything else is kept verbatim.
@@ -36,7 +36,8 @@ import time
 
 from sylog.syslog.message import FORMAT_RAW, FORMAT_RFC3164, Message
 
-_BSD = re.compile(rb"[*.]?([A-Za-z]{3}) {1,2}(\d{1,2}) (?:(\d{4}) )?((\d\d):(\d\d):(\d\d))(\.\d+)?:?(?= |\Z)")
+_BSD = re.compile(rb"[*.]?([A-Za-z]{3}) {1,2}(\d{1,2}) (?:(\d{4}) )?((\d\d):(\d\d):(\d\d))(\.\d*)?"
+                  rb"(?: ((?:19|20)\d\d))?:?(?= |\Z)")
 _ISO = re.compile(rb"(\d{4})-(\d\d)-(\d\d)[Tt ]((\d\d):(\d\d):(\d\d))(\.\d+)?([Zz]|[+-]\d\d:?\d\d)?(?= |\Z)")
 _ISO_FAST = re.compile(rb"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
                        rb"(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?(?= |\Z)")
@@ -113,7 +114,7 @@ def infer_year(mon: int, day: int, secs: int, now: float) -> int | None:
 
 
 def _frac(f: bytes | None) -> str:
-    if not f:
+    if not f or len(f) < 2:
         return ""
     return f[:7].decode("ascii")
 
@@ -150,7 +151,9 @@ def parse_timestamp(data: bytes, pos: int, now: float) -> tuple[str, int] | None
     m = _BSD.match(data, pos)
     if m is None:
         return None
-    mname, d, y, hms, hh, mi, ss, frac = m.groups()
+    mname, d, y, hms, hh, mi, ss, frac, y_after = m.groups()
+    if y is None:
+        y = y_after
     mon = _MONTHS.get(mname)
     if mon is None or hh > b"23" or mi > b"59" or ss > b"60":
         return None
@@ -189,8 +192,8 @@ def hostname_end(data: bytes, pos: int) -> int:
     return -1
 
 
-def split_tag(data: bytes, pos: int, need_colon: bool) -> tuple[str | None, str | None, int]:
-    """Read the TAG at ``pos``: (app_name, procid, start of MSG). ``need_colon``: only a word ending in ':' counts."""
+def split_tag(data: bytes, pos: int) -> tuple[str | None, str | None, int]:
+    """Read the TAG at ``pos``: (app_name, procid, start of MSG)."""
     n = len(data)
     if pos >= n:
         return None, None, pos
@@ -202,8 +205,6 @@ def split_tag(data: bytes, pos: int, need_colon: bool) -> tuple[str | None, str 
     sp = data.find(b" ", pos, lim)
     if colon >= 0 and (sp < 0 or colon < sp):
         end, nxt = colon, colon + 1
-    elif need_colon:
-        return None, None, pos
     elif sp >= 0:
         end, nxt = sp, sp
     else:
@@ -223,6 +224,7 @@ def split_tag(data: bytes, pos: int, need_colon: bool) -> tuple[str | None, str 
     return app.decode("utf-8", "surrogateescape"), procid, nxt
 
 
+_CENTURIES = (b"19", b"20")  # "Mmm dd hh:mm:ss yyyy" (year after time) takes the regex path
 _stamp_cache: dict[bytes, str] = {}
 _stamp_cache_day = [-1.0]
 
@@ -241,7 +243,7 @@ def parse_3164(raw: bytes, pos: int, pri: int | None, strict: bool, now: float,
     while p < n and raw[p] == 32:
         p += 1
     if p + 15 <= n and raw[p + 3] == 32 and raw[p + 9] == 58 and raw[p + 12] == 58 \
-            and (p + 15 == n or raw[p + 15] == 32):
+            and (p + 15 == n or raw[p + 15] == 32) and raw[p + 16:p + 18] not in _CENTURIES:
         # "Mmm dd hh:mm:ss": the same stamp repeats for every message of a second; cache its rendering.
         day = now // 86400
         if _stamp_cache_day[0] != day:
@@ -264,32 +266,35 @@ def parse_3164(raw: bytes, pos: int, pri: int | None, strict: bool, now: float,
         timestamp, p = ts
         if p < n:
             p += 1  # the SP after the timestamp
-        header = True
+        if p < n:
+            if raw.startswith(_AIX, p):
+                q = p + len(_AIX)
+                colon = raw.find(b": ", q, q + _MAX_HOST)
+                if colon > q:
+                    hostname = raw[q:colon].decode("utf-8", "surrogateescape")
+                    p = colon + 2
+            if hostname is None:
+                he = hostname_end(raw, p)
+                if he >= 0:
+                    hostname = raw[p:he].decode("ascii")
+                    p = he + 1 if he < n else he
+        if hostname is None:
+            missing.append("hostname")
+        app, procid, p = split_tag(raw, p)
     else:
+        # No TIMESTAMP means no HEADER (RFC 3164 section 4.3.2): no host name; MSG may still start with a TAG.
         timestamp = None
         missing.append("timestamp")
-        if not strict and "pri" in missing:
-            # neither PRI nor TIMESTAMP: nothing says this is syslog; keep it whole.
-            return Message(format=FORMAT_RAW, msg=raw.decode("utf-8", "surrogateescape"),
-                           missing=missing + ["hostname"])
-        if strict and "pri" in missing and raw.translate(None, _TEXT_BYTES):
-            raise NotSyslog("no PRI, no timestamp, and control bytes in the text")
-        header = strict
-    if header and p < n:
-        if raw.startswith(_AIX, p):
-            q = p + len(_AIX)
-            colon = raw.find(b": ", q, q + _MAX_HOST)
-            if colon > q:
-                hostname = raw[q:colon].decode("utf-8", "surrogateescape")
-                p = colon + 2
-        if hostname is None:
-            he = hostname_end(raw, p)
-            if he >= 0:
-                hostname = raw[p:he].decode("ascii")
-                p = he + 1 if he < n else he
-    if hostname is None:
         missing.append("hostname")
-    app, procid, p = split_tag(raw, p, not header)
+        if "pri" in missing:
+            if not strict:
+                # neither PRI nor TIMESTAMP: nothing says this is syslog; keep it whole.
+                return Message(format=FORMAT_RAW, msg=raw.decode("utf-8", "surrogateescape"), missing=missing)
+            if raw.translate(None, _TEXT_BYTES):
+                raise NotSyslog("no PRI, no timestamp, and control bytes in the text")
+        app, procid, p = split_tag(raw, p)
+        if app is None and procid is None:
+            p = pos  # nothing read: MSG is everything after the PRI, leading blanks included
     return Message(
         format=FORMAT_RFC3164, pri=pri, facility=pri >> 3, severity=pri & 7, timestamp=timestamp,
         hostname=hostname, app_name=app, procid=procid, msg=raw[p:].decode("utf-8", "surrogateescape"),
