@@ -193,6 +193,43 @@ async def test_http_post_client():
     assert req["headers"]["host"] == f"127.0.0.1:{r.port}" and req["body"] == b'{"a":1}'
 
 
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 made with the openssl CLI (skip when there is none)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+async def test_webhook_over_https_verifies_the_receiver(tls_files):
+    import ssl
+
+    cert, key = tls_files
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(cert, key)
+    r = Receiver()
+    r.server = await asyncio.start_server(r._handle, "127.0.0.1", 0, ssl=sctx)
+    r.port = r.server.sockets[0].getsockname()[1]
+    url = f"https://127.0.0.1:{r.port}/hook"
+    try:
+        d = AlertDispatcher([cfg(type="webhook", url=url, ca_file=str(cert), name="tls"),
+                             cfg(type="webhook", url=url, retries=0, name="untrusted")])  # system CAs only
+        d.on_incident("opened", incident())
+        await until(lambda: d.hooks[0].counters["sent"] == 1 and d.hooks[1].counters["failed"] == 1)
+        await d.aclose()
+    finally:
+        r.server.close()
+        await r.server.wait_closed()
+    assert len(r.requests) == 1 and r.requests[0]["body"] == incident()
+
+
 async def test_webhook_posts_incident_json():
     async with Receiver() as r:
         d = AlertDispatcher([cfg(type="webhook", url=r.url, on=["open", "vmcore"],

@@ -42,6 +42,7 @@ class AlertConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     command: list[str] = []  # exec: argv, no shell
     url: str = ""  # webhook: http:// or https://
     headers: dict[str, str] = {}  # webhook: extra request headers (e.g. Authorization)
+    ca_file: str = ""  # webhook https: CA bundle that signs the receiver's certificate (default: system store)
     timeout: float = 10.0  # seconds per attempt; an exec child is killed when it runs longer
     retries: int | None = None  # further attempts after a failure (default: webhook 3, exec 0)
     backoff: float = 1.0  # seconds before the first retry; doubles each time, capped by backoff_max
@@ -56,6 +57,8 @@ class AlertConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError("alert of type 'exec' needs `command` (a list: program and arguments)")
         if self.type == "webhook" and not self.url.lower().startswith(("http://", "https://")):
             raise ValueError("alert of type 'webhook' needs `url` starting with http:// or https://")
+        if self.ca_file and self.type != "webhook":
+            raise ValueError("alert `ca_file` is for webhooks only")
         if not self.timeout > 0:
             raise ValueError("alert `timeout` must be > 0")
         if self.retries is not None and self.retries < 0:

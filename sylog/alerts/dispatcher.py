@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import time
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -159,13 +160,28 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
 class WebhookHook(Hook):
     """HTTP POST of the JSON; 2xx is success, 5xx/408/429 and network errors are retried, other codes are not."""
 
+    _ssl: ssl.SSLContext | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """Built once (loading a CA bundle is slow); a bad ``ca_file`` fails each attempt with a clear reason."""
+        if self._ssl is None and self.cfg.url.lower().startswith("https://"):
+            ctx = ssl.create_default_context()
+            if self.cfg.ca_file:
+                try:
+                    ctx.load_verify_locations(self.cfg.ca_file)
+                except (OSError, ssl.SSLError) as e:
+                    raise DeliveryFailed(f"cannot load ca_file {self.cfg.ca_file!r}: {e}", retryable=False) from None
+            self._ssl = ctx
+        return self._ssl
+
     async def attempt(self, event: str, payload: bytes) -> None:
         headers = {"X-Sylog-Event": event, **self.cfg.headers}
         try:
-            status = await http.post(self.cfg.url, payload, headers, timeout=self.cfg.timeout)
+            status = await http.post(self.cfg.url, payload, headers, timeout=self.cfg.timeout,
+                                     ssl_context=self.ssl_context())
         except (asyncio.TimeoutError, TimeoutError):
             raise DeliveryFailed(f"timed out after {self.cfg.timeout:g}s", timeout=True) from None
-        except (OSError, http.HTTPError) as e:
+        except (OSError, ssl.SSLError, http.HTTPError) as e:
             raise DeliveryFailed(f"{type(e).__name__}: {e}") from None
         if 200 <= status < 300:
             return
