@@ -25,6 +25,7 @@ from sylog.kernel.printk import split_printk  # noqa: E402
 from sylog.kernel.report import analyze  # noqa: E402
 
 SHARED = Path("/work/shared")
+STRIPPED = False  # --stripped: analyze() gets printk-stripped bodies (as the correlator passes them)
 
 
 def load_scorer(tools: Path):
@@ -71,7 +72,7 @@ def incidents_for(host: str, lines: list[str]) -> list[dict]:
         if inc["kind"] == "unclean-reboot":
             title, func, sig = "unexpected kernel reboot", None, "unclean"
         else:
-            r = analyze(inc["kind"], inc["lines_raw"])
+            r = analyze(inc["kind"], inc["lines_raw"] if not STRIPPED else [split_printk(x).body for x in inc["lines_raw"]])
             title, func, sig = r.title, r.function, r.signature
         res.append({"id": f"{host}-{i}", "host": host, "kind": inc["kind"], "kinds": inc["kinds"], "title": title,
                     "function": func, "signature": sig, "state": "closed", "lines": len(inc["lines_raw"]),
@@ -86,7 +87,11 @@ def main() -> int:
     ap.add_argument("--half", choices=("all", "public", "hidden"), default="all")
     ap.add_argument("--misses", type=Path, default=Path("/tmp/kernel_offline_misses.txt"))
     ap.add_argument("--show", help="print the incidents of one corpus file (e.g. 12.txt)")
+    ap.add_argument("--stripped", action="store_true",
+                    help="give analyze() printk-stripped bodies (no caller ids) instead of the raw lines")
     a = ap.parse_args()
+    global STRIPPED
+    STRIPPED = a.stripped
     sk = load_scorer(a.tools)
     cases = sk.load_corpus(a.corpus, a.half)
     incidents: list[dict] = []

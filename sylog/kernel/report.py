@@ -132,7 +132,7 @@ _GENERIC_SKIP = re.compile("|".join((
     r"^page_fault$", r"do_page_fault", r"do_user_addr_fault", r"do_kern_addr_fault", r"bad_area", r"^no_context$",
     r"kernelmode_fixup_or_oops", r"page_fault_oops", r"spurious_kernel_fault", r"do_(?:kernel|translation)_fault",
     r"do_mem_abort", r"el1_abort", r"el1h_64_sync", r"^el1_da$", r"die_kernel_fault", r"fixup_exception",
-    r"tag_check", r"do_tag_check_fault",
+    r"tag_check", r"kernel_fault", r"mem_abort", r"^el1_", r"^el1h_",
 )))
 # scheduler and waiting: where a task sleeps, not why
 _SCHED_SKIP = _rx(r"\w*schedule\w*", r"__schedule\w*", r"context_switch", r"__switch_to\w*", r"\w*wait_for_\w+",
@@ -234,25 +234,42 @@ def _pick(cands: list[tuple[str, str | None]], *skips: re.Pattern[str]) -> tuple
     return (cands[0] if cands else (None, None))
 
 
-def _stall(frames: list[tuple[str, str | None]]) -> tuple[str | None, str | None]:
-    """syzkaller's stall rule: the frame just above the first dispatcher/anchor frame."""
+_SYS_PREFIXES = ("SYSC_", "SyS_", "sys_", "__x64_", "__ia32_", "__arm64_", "____sys_", "___sys_", "__sys_", "__se_",
+                 "__se_sys_", "__do_sys_", "compat_SYSC_", "compat_SyS_", "ksys_")
+
+
+def _strip_sys(name: str) -> str:
+    """One pass over the wrapper prefixes, in order: `__x64_sys_rmdir` -> `sys_rmdir`, `__sys_setsockopt` ->
+    `setsockopt`, `ksys_ioctl` -> `ioctl` (what the anchor list is written against)."""
+    for p in _SYS_PREFIXES:
+        name = name.removeprefix(p)
+    return name
+
+
+def _unskipped(frames: list[tuple[str, str | None]], *skips: re.Pattern[str]) -> list[tuple[str, str | None]]:
+    return [f for f in frames if not any(s.search(f[0]) for s in (_GENERIC_SKIP, *skips))]
+
+
+def _stall(frames: list[tuple[str, str | None]], *skips: re.Pattern[str]) -> tuple[str | None, str | None]:
+    """syzkaller's stall rule: over the frames left after the skip lists, the frame just above the first
+    dispatcher/anchor frame (syscall entry, workqueue, timer, softirq, a discriminating file/socket op)."""
+    frames = _unskipped(frames, *skips)
     if not frames:
         return None, None
     prev = frames[0]
     for f in frames:
-        if _STALL_ANCHORS.search(f[0]):
-            if "smp_call_function" in f[0]:
+        name = _strip_sys(f[0])
+        if _STALL_ANCHORS.search(name):
+            if "smp_call_function" in name:
                 return "smp_call_function", None
-            name = prev[0]
-            for p in ("__x64_", "__arm64_", "SYSC_", "SyS_", "compat_SYSC_", "compat_SyS_", "__ia32_sys_"):
-                name = name.removeprefix(p)
-            return name, prev[1]
+            return prev
         prev = f
     return None, None
 
 
 def _hang(frames: list[tuple[str, str | None]]) -> tuple[str | None, str | None]:
     """syzkaller's hung-task rule: group hangs on synchronize_rcu / rtnl_lock, else first non-waiting frame."""
+    frames = _unskipped(frames)
     for f, mod in frames:
         if f.startswith("rtnl_lock"):
             return f, mod
@@ -260,8 +277,8 @@ def _hang(frames: list[tuple[str, str | None]]) -> tuple[str | None, str | None]
                          "__synchronize_srcu")):
             return "synchronize_rcu", None
     for f, mod in frames:
-        if any(s in f for s in ("sched", "_lock", "_slowlock", "down", "completion", "kthread", "wait", "synchronize",
-                                "context_switch", "__switch_to", "cancel_delayed_work", "sleep")):
+        if any(s in f for s in ("sched", "_lock", "_slowlock", "down", "rwsem", "completion", "kthread", "wait",
+                                "synchronize", "context_switch", "__switch_to", "cancel_delayed_work", "rcu_barrier")):
             continue
         return f, mod
     return (None, None)
@@ -270,7 +287,7 @@ def _hang(frames: list[tuple[str, str | None]]) -> tuple[str | None, str | None]
 # --- title rules ----------------------------------------------------------------------------------------------
 
 _KASAN = re.compile(r"KASAN: ([\w-]+) (?:in|on address) " + _FUNC + r"?")
-_ACCESS = re.compile(r"^\s*(Read|Write) of size")
+_ACCESS = re.compile(r"^\s*(Read|Write) (?:of size|at addr)")
 _KMSAN = re.compile(r"KMSAN: ([\w-]+) in " + _FUNC)
 _KCSAN = re.compile(r"KCSAN: (.*)")
 _KFENCE = re.compile(r"KFENCE: (.*?) in " + _FUNC)
@@ -412,7 +429,8 @@ def _title_and_function(kind: str, ctx: _Ctx) -> tuple[str, str | None, str | No
     if h.startswith("Bad mode in"):
         return "kernel panic: bad mode", None, None
     if h.startswith("Insufficient stack space"):
-        return with_fn("kernel stack overflow", _pick(trace(), _GENERIC_SKIP, _rx(r"\w*stack\w*", r"handle_bad_stack")))
+        fm = _stall(trace(), re.compile(r"bad_stack"))
+        return with_fn("kernel stack overflow", fm if fm[0] else _pick(trace(), _GENERIC_SKIP, re.compile(r"bad_stack")))
     if h.startswith("VFS: Unable to mount root fs"):
         return "kernel panic: VFS: Unable to mount root fs", None, None
     if re.match(r"(?:sysrq: |SysRq ?: )+Trigger a crash", h):
@@ -455,8 +473,9 @@ def _title_and_function(kind: str, ctx: _Ctx) -> tuple[str, str | None, str | No
                 # the trace shows who took the lock the wrong way; the `at:` lines show older history
                 cands = trace() + _first_after(ctx, after)
             elif "-safe -> " in h or "-READ-safe -> " in h:
-                cands = _first_after(ctx, re.compile(r"which became \S+ at:"), limit=200, n_at=1) + trace()
-                cands = cands or _first_after(ctx, after)
+                cands = _after_marker(ctx, re.compile(r"which became \S+ at:")) + _first_after(ctx, after) + trace()
+            elif "nested lock" in prefix:
+                cands = [(f, m) for _, f, m in ctx.rips[:1]] + trace() + _first_after(ctx, after)
             else:
                 cands = _first_after(ctx, after) + trace()
             return with_fn(prefix, _pick(cands, _GENERIC_SKIP, wq))
@@ -477,30 +496,39 @@ def _title_and_function(kind: str, ctx: _Ctx) -> tuple[str, str | None, str | No
 
 
 def _rcu_stall_fn(ctx: _Ctx) -> tuple[str | None, str | None]:
-    """The interrupted context of the stall: frames after the timer interrupt (`</IRQ>` or the
-    apic_timer_interrupt frame), then the anchor rule."""
+    """The interrupted context of the stall: from the RIP that follows the timer interrupt (x86), else the frames
+    after the interrupt / exception-stack marker (arm), then the anchor rule."""
+    bodies = ctx.bodies
+
+    def frames_from(i: int) -> list[tuple[str, str | None]]:
+        out: list[tuple[str, str | None]] = []
+        for b in bodies[i:]:
+            m = _RIP.match(b)
+            if m:
+                out.append((_clean(m.group(1)), m.group(2)))
+                continue
+            f = _frame(b)
+            if f:
+                out.append(f)
+            elif out and _TRACE_STOP.match(b):
+                break
+        return out
+
     cands: list[tuple[str, str | None]] = []
-    seen_irq = False
-    for i, b in enumerate(ctx.bodies):
-        s = b.strip()
-        if not seen_irq:
-            if s == "</IRQ>" or "apic_timer_interrupt" in s or "Exception stack" in s or "el1h_64_irq" in s:
-                seen_irq = True
-            continue
-        m = _RIP.match(b)
-        if m:
-            cands.append((_clean(m.group(1)), m.group(2)))
-            continue
-        f = _frame(b)
-        if f:
-            cands.append(f)
-        elif cands and _TRACE_STOP.match(b):
-            break
+    irq = next((i for i, b in enumerate(bodies) if "apic_timer_interrupt" in b), None)
+    if irq is not None:
+        rip = next((i for i in range(irq + 1, len(bodies)) if _RIP.match(bodies[i])), None)
+        if rip is not None:
+            cands = frames_from(rip)
+    if not cands:
+        mark = next((i for i, b in enumerate(bodies)
+                     if re.search(r"apic_timer_interrupt|Exception stack|el1h_64_irq", b)), None)
+        if mark is not None:
+            cands = frames_from(mark + 1)
     skip = re.compile(r"apic_timer_interrupt|rcu")
-    cands = [c for c in cands if not skip.search(c[0]) and not _GENERIC_SKIP.search(c[0])]
-    fm = _stall(cands)
+    fm = _stall(cands, skip)
     if fm[0] is None and cands:
-        fm = _pick(cands, _GENERIC_SKIP)
+        fm = _pick(cands, _GENERIC_SKIP, skip)
     return fm
 
 
@@ -514,14 +542,16 @@ def _panic_title(h: str, ctx: _Ctx) -> tuple[str, str | None, str | None]:
         f, mod = _pick(ctx.main_trace(), _GENERIC_SKIP, _rx(r"\w*stack_chk\w*"))
         return f"kernel panic: stack is corrupted in {f}", f, mod
     if reason.startswith("corrupted stack end"):
-        f, mod = _stall(ctx.main_trace())
+        f, mod = _stall(ctx.main_trace(), re.compile(r"schedule|retint_kernel"))
         if f is None:
             f, mod = _pick(ctx.main_trace(), _GENERIC_SKIP, _SCHED_SKIP)
         return f"kernel panic: corrupted stack end in {f}", f, mod
     reason = re.sub(r"\s+", " ", reason).rstrip(" .!")
     f, mod = _rip_then_trace(ctx)
     if reason.startswith("kernel stack overflow"):
-        f, mod = _pick(ctx.main_trace(), _GENERIC_SKIP, _rx(r"\w*stack\w*", r"handle_bad_stack", r"\w*_handler"))
+        f, mod = _stall(ctx.main_trace(), re.compile(r"bad_stack"))
+        if f is None:
+            f, mod = _pick(ctx.main_trace(), _GENERIC_SKIP, re.compile(r"bad_stack"))
         return f"kernel stack overflow in {f}", f, mod
     return f"kernel panic: {_norm_text(reason)}", f, mod
 
@@ -711,7 +741,7 @@ def _after_marker(ctx: _Ctx, rx: re.Pattern[str]) -> list[tuple[str, str | None]
         f = _frame(b)
         if f:
             out.append(f)
-        elif out:
+        elif out and (not b.strip() or _TRACE_STOP.match(b) or "stack trace:" in b or b.rstrip().endswith(":")):
             break
     return out
 
@@ -722,7 +752,9 @@ def _norm_text(t: str) -> str:
 
 # --- context selection ----------------------------------------------------------------------------------------
 
-_SECOND_REPORT_OK = ("panic", "oops")
+# kinds that do not end the report they appear in: escalation (panic, die) and side events the kernel prints
+# while a report is in flight (an allocation in the reporting path can invoke the OOM killer, an MCE can land)
+_SECOND_REPORT_OK = ("panic", "oops", "oom", "mce", "hw-error")
 
 
 def _report_lines(kind: str, lines: list[str]) -> tuple[list[str], list[str]]:
@@ -738,10 +770,10 @@ def _report_lines(kind: str, lines: list[str]) -> tuple[list[str], list[str]]:
     nmi = False
     first_kind = kind
     for i, p in enumerate(parts[trig:]):
-        if caller and p.caller and p.caller != caller and not (nmi and p.caller.startswith("C")):
-            continue
+        if caller and p.caller != caller and not (nmi and p.caller and p.caller.startswith("C")):
+            continue  # another task/CPU, or text that is not printk output at all (console noise)
         b = p.body
-        if i and out:
+        if i and out and caller is None:  # with caller ids the context filter already keeps other reports out
             h = classify(b)
             if h is not None and h.kind not in _SECOND_REPORT_OK and h.kind != first_kind and len(out) > 3:
                 # a second, different report: ours ended (syzkaller cuts here too)
