@@ -303,3 +303,12 @@ async def test_watcher_links_and_hands_open_incidents_to_the_engine(data: Path, 
     w2 = VmcoreWatcher(str(data), [str(crashdir)], interval=3600.0)
     assert await w2.scan_now() == []
     await w2.aclose()
+
+
+def test_unlinkable_dump_is_not_reread_until_it_changes(data: Path, crashdir: Path) -> None:
+    cache: dict = {}
+    d = make_rhel(crashdir, local(T), ip="127.0.0.1", crashtime=int(T))
+    assert [r.status for r in scan(data, crashdir, cache=cache)] == ["unresolved"]
+    assert scan(data, crashdir, cache=cache) == []  # same files: not read again
+    (d / "vmcore-dmesg.txt").write_text(dmesg_text(RELEASE_RHEL, SYSRQ_C))  # the operator replaced a file
+    assert [r.status for r in scan(data, crashdir, cache=cache)] == ["unresolved"]

@@ -383,11 +383,21 @@ def _looks_dated(name: str) -> bool:
     return len(name) >= 12 and name[-1].isdigit() and name[-2].isdigit()
 
 
+def fingerprint(path: Path) -> tuple | None:
+    """Names, sizes and mtimes of a directory's files: unchanged means a retry would decide the same."""
+    try:
+        return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(path)))
+    except OSError:
+        return None
+
+
 def scan(data_dir: str | os.PathLike, roots: list[str], *, window: float = 7200.0, quiet: float = 30.0,
          now: float | None = None, detector: Any = None,
-         in_memory: Callable[[str, str], bool] | None = None, tz: str = "local") -> list[LinkResult]:
+         in_memory: Callable[[str, str], bool] | None = None, tz: str = "local",
+         cache: dict | None = None) -> list[LinkResult]:
     """Look at every dump directory under ``roots``; link the complete, unlinked ones. Returns what changed or
-    is waiting (already-linked dumps are skipped without being read)."""
+    is waiting (already-linked dumps are skipped without being read). ``cache`` (kept by the caller across
+    scans): dumps that could not be linked (no host, unreadable) are not read again until their files change."""
     now = time.time() if now is None else now
     out: list[LinkResult] = []
     with locked(data_dir):
@@ -406,6 +416,11 @@ def scan(data_dir: str | os.PathLike, roots: list[str], *, window: float = 7200.
                 key = os.path.realpath(path)
                 if key in reg["dumps"]:
                     continue
+                fp = None
+                if cache is not None:
+                    fp = fingerprint(path)
+                    if fp is not None and cache.get(key) == fp:
+                        continue
                 try:
                     r = _link_locked(data_dir, path, relpath=rel, host=None, incident_id=None, window=window,
                                      quiet=quiet, now=now, detector=detector, peers=peers, in_memory=in_memory,
@@ -415,6 +430,8 @@ def scan(data_dir: str | os.PathLike, roots: list[str], *, window: float = 7200.
                     r = LinkResult(dir=key, status="error", message=f"{type(e).__name__}: {e}")
                 if r.status in ("linked", "created"):
                     changed = True
+                if cache is not None and fp is not None and r.status in ("unresolved", "error"):
+                    cache[key] = fp
                 if r.status == "error" and "not a kdump directory" in r.message:
                     continue
                 out.append(r)

@@ -45,6 +45,7 @@ class VmcoreWatcher:
                          "vmcore_errors": 0, "vmcore_unresolved": 0, "vmcore_missing_marked": 0,
                          "vmcore_deferred": 0}
         self.results: list[vscan.LinkResult] = []  # the last scan's (for tests and stats)
+        self._cache: dict = {}  # dumps that cannot be linked as they are: not re-read until they change
 
     @classmethod
     def from_config(cls, cfg: Any, *, engine: Any = None, data_dir: Any = None, **kw: Any) -> "VmcoreWatcher":
@@ -86,7 +87,8 @@ class VmcoreWatcher:
 
     def _scan_blocking(self, now: float) -> tuple[list[vscan.LinkResult], list[str]]:
         res = vscan.scan(self.data_dir, self.dirs, window=self.window, quiet=self.quiet, now=now,
-                         detector=self.detector, in_memory=self._in_memory, tz=self.tz)
+                         detector=self.detector, in_memory=self._in_memory, tz=self.tz,
+                         cache=self._cache)
         marked = vscan.mark_missing(self.data_dir, window=self.window, now=now, in_memory=self._in_memory)
         return res, marked
 
