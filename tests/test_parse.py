@@ -401,3 +401,10 @@ def test_real_logger_rfc3164():
     m = parse(_logger("--rfc3164", "-t", "myapp", "-i", "-p", "local0.warning", "hello"), strict=True)
     assert (m.format, m.pri, m.app_name, m.msg) == ("rfc3164", 132, "myapp", "hello")
     assert m.procid and m.procid.isdigit() and m.hostname and m.timestamp
+
+
+def test_sd_value_must_be_utf8_in_strict():
+    raw = b'<13>1 - h a - - [x y="caf\xe9"] m'
+    with pytest.raises(ParseError, match=r"STRUCTURED-DATA .*not UTF-8"):
+        p(raw, strict=True)
+    assert p(raw).structured_data["x"]["y"].encode("utf-8", "surrogateescape") == b"caf\xe9"

@@ -226,7 +226,27 @@ def split_tag(data: bytes, pos: int) -> tuple[str | None, str | None, int]:
 
 _CENTURIES = (b"19", b"20")  # "Mmm dd hh:mm:ss yyyy" (year after time) takes the regex path
 _stamp_cache: dict[bytes, str] = {}
-_stamp_cache_day = [-1.0]
+_stamp_valid = [0.0, -1.0]  # the cache holds renderings made for `now` in [lo, hi): one UTC day
+
+
+def _bsd_stamp_cached(raw: bytes, p: int, now: float) -> str | None:
+    """Rendering of the 15-byte ``Mmm dd hh:mm:ss`` at ``p`` (cached: it repeats for every message of a second)."""
+    v = _stamp_valid
+    if not v[0] <= now < v[1]:
+        _stamp_cache.clear()
+        v[0] = now - now % 86400
+        v[1] = v[0] + 86400
+    key = raw[p:p + 15]
+    ts = _stamp_cache.get(key)
+    if ts is None:
+        r = parse_timestamp(raw, p, now)
+        if r is None or r[1] != p + 15:
+            return None
+        ts = r[0]
+        if len(_stamp_cache) >= 4096:
+            _stamp_cache.clear()
+        _stamp_cache[key] = ts
+    return ts
 
 
 def parse_3164(raw: bytes, pos: int, pri: int | None, strict: bool, now: float,
@@ -242,48 +262,43 @@ def parse_3164(raw: bytes, pos: int, pri: int | None, strict: bool, now: float,
     p = pos
     while p < n and raw[p] == 32:
         p += 1
+    timestamp = None
     if p + 15 <= n and raw[p + 3] == 32 and raw[p + 9] == 58 and raw[p + 12] == 58 \
             and (p + 15 == n or raw[p + 15] == 32) and raw[p + 16:p + 18] not in _CENTURIES:
-        # "Mmm dd hh:mm:ss": the same stamp repeats for every message of a second; cache its rendering.
-        day = now // 86400
-        if _stamp_cache_day[0] != day:
-            _stamp_cache.clear()
-            _stamp_cache_day[0] = day
-        key = raw[p:p + 15]
-        ts_s = _stamp_cache.get(key)
-        if ts_s is not None:
-            ts = ts_s, p + 15
-        else:
-            ts = parse_timestamp(raw, p, now)
-            if ts is not None and ts[1] == p + 15:
-                if len(_stamp_cache) >= 4096:
-                    _stamp_cache.clear()
-                _stamp_cache[key] = ts[0]
-    else:
-        ts = parse_timestamp(raw, p, now) if p < n else None
+        timestamp = _bsd_stamp_cached(raw, p, now)
+        if timestamp is not None:
+            p += 16
+    if timestamp is None and p < n:
+        ts = parse_timestamp(raw, p, now)
+        if ts is not None:
+            timestamp, p = ts
+            p += 1  # the SP after the timestamp (p may now be n + 1: slicing copes)
     hostname = None
-    if ts is not None:
-        timestamp, p = ts
+    if timestamp is not None:
         if p < n:
-            p += 1  # the SP after the timestamp
-        if p < n:
-            if raw.startswith(_AIX, p):
-                q = p + len(_AIX)
-                colon = raw.find(b": ", q, q + _MAX_HOST)
-                if colon > q:
-                    hostname = raw[q:colon].decode("utf-8", "surrogateescape")
-                    p = colon + 2
-            if hostname is None:
-                he = hostname_end(raw, p)
-                if he >= 0:
-                    hostname = raw[p:he].decode("ascii")
-                    p = he + 1 if he < n else he
+            # common case inline: "host " with rsyslog's host-name characters, ending in a letter or digit
+            sp = raw.find(b" ", p, p + _MAX_HOST + 1)
+            if sp > p and raw[sp - 1] in _ALNUM and not raw[p:sp].translate(None, _HOSTCHARS) \
+                    and not raw.startswith(_AIX, p):
+                hostname = raw[p:sp].decode("ascii")
+                p = sp + 1
+            else:
+                if raw.startswith(_AIX, p):
+                    q = p + len(_AIX)
+                    colon = raw.find(b": ", q, q + _MAX_HOST)
+                    if colon > q:
+                        hostname = raw[q:colon].decode("utf-8", "surrogateescape")
+                        p = colon + 2
+                if hostname is None:
+                    he = hostname_end(raw, p)
+                    if he >= 0:
+                        hostname = raw[p:he].decode("ascii")
+                        p = he + 1 if he < n else he
         if hostname is None:
             missing.append("hostname")
         app, procid, p = split_tag(raw, p)
     else:
         # No TIMESTAMP means no HEADER (RFC 3164 section 4.3.2): no host name; MSG may still start with a TAG.
-        timestamp = None
         missing.append("timestamp")
         missing.append("hostname")
         if "pri" in missing:

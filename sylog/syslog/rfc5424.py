@@ -142,8 +142,15 @@ def parse_sd(data: bytes, pos: int, strict: bool) -> tuple[dict[str, dict[str, s
             if b"\\" in value:
                 value = _SD_UNESCAPE.sub(rb"\1", value)
             pkey = pname.decode("ascii")
+            if strict:
+                try:
+                    text = value.decode("utf-8")  # PARAM-VALUE = UTF-8-STRING
+                except UnicodeDecodeError:
+                    raise _err("STRUCTURED-DATA", m.start(2), f"PARAM-VALUE of {pkey!r} is not UTF-8") from None
+            else:
+                text = _text(value)
             if pkey not in params:  # first value of a repeated parameter wins
-                params[pkey] = _text(value)
+                params[pkey] = text
             pos = m.end()
         key = name.decode("ascii")
         if key in sd:
