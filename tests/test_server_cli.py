@@ -42,7 +42,7 @@ def test_sigterm_drains_flushes_and_exits_0(sylog_server_factory):
     srv.proc.send_signal(signal.SIGTERM)  # no wait for a flush: shutdown must drain and flush
     assert srv.stop() == 0
     lines = srv.timeline("term")
-    assert len(lines) == n + 1 and lines[-1].endswith("tail without newline")
+    assert len(lines) == n + 1 and lines[-1].endswith("tail without newline"), srv.output()
     assert len(srv.timeline("term-udp")) == 1
     err = srv.stderr_path.read_text()
     assert "listening udp=127.0.0.1:" in err and "loop=uvloop" in err

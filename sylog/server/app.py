@@ -86,6 +86,7 @@ class Server:
         self.udp_transports: list[asyncio.DatagramTransport] = []
         self.tcp_addresses: list[tuple[Any, ...]] = []
         self.udp_addresses: list[tuple[Any, ...]] = []
+        self._listen_socks: list[socket.socket] = []
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
@@ -134,6 +135,7 @@ class Server:
             else:
                 srv = await loop.create_server(lambda: TcpConnection(st), sock=s, backlog=4096)
                 self.tcp_servers.append(srv)
+                self._listen_socks.append(s)
                 addr = s.getsockname()
                 self.tcp_addresses.append(addr)
                 parts.append(f"tcp={format_address(addr)}")
@@ -160,13 +162,34 @@ class Server:
         await self.shutdown()
 
     async def shutdown(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Stop accepting without losing the accept queue: the kernel has already acknowledged those clients'
+        # bytes, so take every queued connection first, then close the listeners (no await in between).
+        adopted: list[socket.socket] = []
+        for ls in self._listen_socks:
+            while ls.fileno() >= 0:
+                try:
+                    conn, _ = ls.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break
+                adopted.append(conn)
         for srv in self.tcp_servers:
-            srv.close()  # stop accepting; established connections keep reading while we drain
+            srv.close()
+        st = self.tcp_state
+        for conn in adopted:
+            conn.setblocking(False)
+            try:
+                await loop.connect_accepted_socket(lambda: TcpConnection(st), conn)  # type: ignore[arg-type]
+            except OSError:
+                conn.close()
+        # Drain: established connections and UDP keep being read until input is quiet for 100 ms.
         c = self.counters
         deadline = time.monotonic() + SHUTDOWN_DRAIN
         last = -1
         while time.monotonic() < deadline:
-            now_seen = c.bytes + c.udp_datagrams + c.conn_accepted
+            now_seen = c.bytes_read + c.udp_datagrams + c.conn_accepted
             if now_seen == last:
                 break
             last = now_seen

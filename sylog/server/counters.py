@@ -15,6 +15,7 @@ class Counters:
     FIELDS: ClassVar[tuple[str, ...]] = (
         "received",          # messages accepted into the pipeline (TCP frames + UDP datagrams)
         "bytes",             # their bytes
+        "bytes_read",        # raw bytes read from TCP connections
         "rfc5424", "rfc3164", "raw",  # parsed by format (raw: not syslog, stored marked raw)
         "truncated",         # messages cut to max_message_size
         "framing_errors",    # TCP connections closed because the stream could not be framed

@@ -200,6 +200,7 @@ class TcpConnection(asyncio.BufferedProtocol):
             return
         self.last = time.monotonic()
         self.nread += nbytes
+        self.st.counters.bytes_read += nbytes
         trunc = d.truncated
         frames = d.feed(bytes(self.st.view[:nbytes]))
         if frames:
