@@ -49,6 +49,25 @@ _FRAME = re.compile(r"^\s*(?:\[<?[0-9a-fx]+>?\]\s*){0,2}(\?\s+)?" + _FUNC + r"\+
 _INLINE = re.compile(r"^\s+" + _FUNC + r" [\w./-]+\.[chS]:\d+(?::\d+)? \[inline\]")
 # arm32: `[<80b10c70>] (memset) from [<8062eec8>] (n_tty_set_termios+0x..)`
 _ARM_FRAME = re.compile(r"^\s*\[<[0-9a-f]+>\] \(" + _FUNC + r"(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[([\w-]+)\])?\) from")
+_ARM_FROM = re.compile(r"\) from \[<[0-9a-f]+>\] \(" + _FUNC + r"(\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[([\w-]+)\])?\)")
+
+
+def _expand_arm(bodies: list[str]) -> list[str]:
+    """arm32 prints `[<pc>] (callee) from [<lr>] (caller+0x..)`: the caller of the last line appears only on
+    the `from` side, so add it as a frame line of its own (the two-frame reading syzkaller uses)."""
+    out: list[str] = []
+    n = len(bodies)
+    for i, b in enumerate(bodies):
+        out.append(b)
+        if "from [<" not in b:
+            continue
+        m = _ARM_FROM.search(b)
+        if not m or not _ARM_FRAME.match(b):
+            continue
+        nxt = bodies[i + 1] if i + 1 < n else ""
+        if not _ARM_FRAME.match(nxt):
+            out.append(f" {m.group(1)}{m.group(2) or '+0x0/0x0'}" + (f" [{m.group(3)}]" if m.group(3) else ""))
+    return out
 _RIP = re.compile(
     r"^\s*(?:RIP: (?:[0-9a-f]{4}:)?|IP: |EIP: (?:[0-9a-f]{4}:)?|NIP:? *(?:\[[0-9a-f]+\] )?|pc : |PC is at |"
     r"epc\s*: |pc\s*: )(?:\[<[0-9a-f]+>\]\s*)*" + _FUNC + r"\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[([\w-]+)\])?")
@@ -792,6 +811,7 @@ def _report_lines(kind: str, lines: list[str]) -> tuple[list[str], list[str]]:
 def analyze(kind: str, bodies: list[str]) -> Report:
     """Title, guilty function, module, host facts, frames and signature of one crash report."""
     rep, all_bodies = _report_lines(kind, list(bodies))
+    rep = _expand_arm(rep)
     ctx = _Ctx(rep or [""])
     try:
         title, function, module = _title_and_function(kind, ctx)
