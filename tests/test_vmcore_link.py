@@ -100,7 +100,8 @@ def test_signature_beats_a_closer_incident(data: Path, crashdir: Path) -> None:
     assert vm["dmesg"] == str(d / f"dmesg.{d.name[-12:]}")
     assert vm["matched_by"] == "signature" and vm["layout"] == "debian" and vm["kernel_release"] == RELEASE_DEB
     assert vm["crash_command"] == f"crash /usr/lib/debug/boot/vmlinux-{RELEASE_DEB} {vm['path']}"
-    assert vm["crash_hints"][:3] == ["bt", "log", "ps"]
+    assert vm["crash_hints"] == ["mod -s mlx5_core", "bt", "log", "ps", "kmem -i",
+                                 "dis -l mlx5e_tx_reporter_timeout_recover"]
     assert vm["crash_time_source"] == "crashtime"
 
 
@@ -312,3 +313,18 @@ def test_unlinkable_dump_is_not_reread_until_it_changes(data: Path, crashdir: Pa
     assert scan(data, crashdir, cache=cache) == []  # same files: not read again
     (d / "vmcore-dmesg.txt").write_text(dmesg_text(RELEASE_RHEL, SYSRQ_C))  # the operator replaced a file
     assert [r.status for r in scan(data, crashdir, cache=cache)] == ["unresolved"]
+
+
+def test_dump_time_without_crashtime(data: Path, crashdir: Path) -> None:
+    """No CRASHTIME: the dump header's time stamp, else the directory name (local time) places the dump."""
+    hung = syslog_incident(data, "db-07", WARN, T - 600)
+    make_debian(crashdir, local(T), tag="db-07", crashtime=None, cp_fallback=True, crash=SYSRQ_C)  # ELF, no time
+    [r] = scan(data, crashdir)
+    assert (r.incident_id, r.matched_by) == (hung.id, "time")
+    assert r.vmcore["crash_time_source"] == "dirname" and r.vmcore["format"] == "elf"
+    from sylog.vmcore.vmcoreinfo import build_kdump_compressed, parse_prefix
+    info = parse_prefix(build_kdump_compressed("6.1.0", None, header_time=int(T)))
+    from sylog.vmcore.linker import dump_time
+    from sylog.vmcore.layouts import recognise
+    d = recognise("202001010000", ["dump.202001010000"])
+    assert dump_time(d, info) == (T, "dump-header")

@@ -88,13 +88,13 @@ def render(inc: dict, context: list[str], crash: list[str]) -> str:
         if isinstance(vm, dict):
             cmd = vm.get("crash_command") or vm.get("command")
             for k, v in vm.items():
-                if k in ("crash_command", "command", "crash_commands", "first_commands"):
+                if k in ("crash_command", "command", "crash_commands", "first_commands", "crash_hints"):
                     continue
                 add(f"  {k + ':':<14}{_v(v)}")
             if cmd:
                 add("")
                 add(f"  $ {cmd}")
-            firsts = vm.get("first_commands") or vm.get("crash_commands")
+            firsts = vm.get("first_commands") or vm.get("crash_commands") or vm.get("crash_hints")
             if firsts:
                 add(f"  then inside crash: {', '.join(map(str, firsts)) if isinstance(firsts, list) else firsts}")
         else:

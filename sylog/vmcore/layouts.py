@@ -255,4 +255,15 @@ def crash_command(layout: str, release: str | None, vmcore_path: str) -> str:
     return f"crash {_shq(namelist) if release else namelist} {_shq(vmcore_path)}"
 
 
-CRASH_HINTS = ["bt", "log", "ps", "kmem -i", "dis -l <RIP>"]
+CRASH_HINTS = ["bt", "log", "ps", "kmem -i"]
+
+
+def crash_hints(function: str | None = None, module: str | None = None) -> list[str]:
+    """The first commands worth typing inside ``crash``: the panic task's backtrace, the kernel log, the tasks,
+    memory; the guilty function disassembled with source lines; a module's debug symbols loaded first."""
+    out = list(CRASH_HINTS)
+    if module and all(c.isalnum() or c in "_-" for c in module):
+        out.insert(0, f"mod -s {module}")
+    if function and all(c.isalnum() or c in "_." for c in function):
+        out.append(f"dis -l {function}")
+    return out

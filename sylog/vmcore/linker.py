@@ -17,7 +17,7 @@ from typing import Any, Iterable
 import msgspec
 
 from sylog.incidents.model import Incident, parse_rfc3339
-from sylog.vmcore.layouts import CRASH_HINTS, DumpDir, crash_command, debug_vmlinux
+from sylog.vmcore.layouts import DumpDir, crash_command, crash_hints, debug_vmlinux
 from sylog.vmcore.vmcoreinfo import DumpInfo
 
 CLOCK_SLACK = 300.0  # seconds an incident may start *after* the dump time (clock skew between host and us)
@@ -135,9 +135,13 @@ def name_time_epoch(dt: datetime, tz: str = "local") -> float:
 
 
 def dump_time(dump: DumpDir, info: DumpInfo | None, tz: str = "local") -> tuple[float, str]:
-    """(epoch, source): CRASHTIME from VMCOREINFO when present, else the directory name's time."""
+    """(epoch, source): CRASHTIME from VMCOREINFO when present; else the kdump-compressed header's time stamp
+    (when makedumpfile ran: seconds after the crash, and an epoch, so free of the capture kernel's time zone);
+    else the directory name's time (local wall time of the capture kernel, read as this machine's local time)."""
     if info is not None and info.crashtime:
         return float(info.crashtime), "crashtime"
+    if info is not None and info.header_time:
+        return float(info.header_time), "dump-header"
     return name_time_epoch(dump.time_from_name, tz), "dirname"
 
 
@@ -180,7 +184,8 @@ def decide(incidents: Iterable[Incident], *, dump_key: str, t_dump: float, signa
 
 def vmcore_record(*, dump: DumpDir, info: DumpInfo | None, key: str, vmcore_path: str, size: int, mtime: float,
                   dmesg_path: str | None, matched_by: str, host_how: str, t_dump: float, t_source: str,
-                  release: str | None, linked_at: float) -> dict:
+                  release: str | None, linked_at: float, function: str | None = None,
+                  module: str | None = None) -> dict:
     """The ``vmcore`` object stored in the incident (and printed by ``sylog show``)."""
     from sylog.incidents.model import rfc3339
 
@@ -198,7 +203,7 @@ def vmcore_record(*, dump: DumpDir, info: DumpInfo | None, key: str, vmcore_path
         "host_from": host_how,
         "debug_vmlinux": debug_vmlinux(dump.layout, release),
         "crash_command": crash_command(dump.layout, release, vmcore_path),
-        "crash_hints": list(CRASH_HINTS),
+        "crash_hints": crash_hints(function, module),
         "incomplete": bool(info.incomplete) if info else False,
         "linked_at": rfc3339(linked_at),
         "key": key,

@@ -265,10 +265,13 @@ def _link_locked(data_dir, dirpath: Path, *, relpath, host, incident_id, window,
         dec = decide(incs, dump_key=key, t_dump=t_dump, signature=crash.incident.signature if crash else None,
                      window=window)
         action, iid, matched = dec.action, dec.incident_id, dec.matched_by
+    chosen = next((i for i in incs if i.id == iid), None) if action == "link" else None
+    src = crash.incident if crash is not None else chosen
     rec = vmcore_record(dump=d, info=info, key=key, vmcore_path=str(vpath.absolute()), size=st.st_size,
                         mtime=st.st_mtime, dmesg_path=str(dmesg_path.absolute()) if dmesg_path else None,
                         matched_by=matched, host_how=how, t_dump=t_dump, t_source=t_src, release=release,
-                        linked_at=now)
+                        linked_at=now, function=src.function if src else None,
+                        module=src.module if src else None)
     if action == "link":
         target = next(i for i in incs if i.id == iid)
         if target.state == "open" or (in_memory is not None and in_memory(h, iid)):
