@@ -129,7 +129,10 @@ def test_bad_timestamp_strict_names_it(ts):
     with pytest.raises(ParseError, match=r"^RFC 5424: bad TIMESTAMP at column 6: "):
         p(b"<13>1 " + ts + b" h a - - - m", strict=True)
     m = p(b"<13>1 " + ts + b" h a - - - m")
-    assert m.format == "rfc5424" and m.hostname == "h" and m.app_name == "a" and m.msg == "m"
+    if ts[:4].isdigit():  # a broken RFC 3339 stamp is skipped, the header read on
+        assert m.format == "rfc5424" and m.hostname == "h" and m.app_name == "a" and m.msg == "m"
+    else:  # anything else ends the header: all of it is kept as MSG
+        assert m.format == "rfc5424" and m.hostname is None and m.msg == ts.decode() + " h a - - - m"
 
 
 def test_lenient_accepts_what_the_abnf_rejects_needlessly():
@@ -408,3 +411,13 @@ def test_sd_value_must_be_utf8_in_strict():
     with pytest.raises(ParseError, match=r"STRUCTURED-DATA .*not UTF-8"):
         p(raw, strict=True)
     assert p(raw).structured_data["x"]["y"].encode("utf-8", "surrogateescape") == b"caf\xe9"
+
+
+def test_lenient_bad_timestamp_text_is_not_lost():
+    m = p(b"<13>1 garbage")
+    assert (m.format, m.version, m.msg) == ("rfc5424", 1, "garbage") and "timestamp" in m.missing
+    m = p(b"<13>1 Nov 25 10:00:00 host app - - - text")
+    assert m.msg == "Nov 25 10:00:00 host app - - - text" and m.hostname is None
+    m = p(b"<13>1 2003-09-31T22:14:15Z host app - - - text")  # a broken RFC 3339 date: skipped, header read on
+    assert (m.timestamp, m.hostname, m.app_name, m.msg) == (None, "host", "app", "text")
+    assert m.missing == ["timestamp"]

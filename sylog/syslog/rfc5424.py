@@ -253,6 +253,10 @@ def _parse_5424_general(raw: bytes, gt: int, pri: int, strict: bool) -> Message:
                 raise _err("TIMESTAMP", col, why)
             else:
                 missing.append("timestamp")
+                if i == last or not (tok[:4].isdigit() and tok[4:5] == b"-"):
+                    # not even a broken RFC 3339 date (e.g. "Nov 25 10:00:00"): the rest is MSG, kept whole
+                    broke_at = 1
+                    break
         else:
             limit = _LIMITS[i]
             if strict:
