@@ -248,3 +248,22 @@ def test_ends_report():
     assert ends_report("---[ end Kernel panic - not syncing: Fatal exception ]---")
     assert ends_report("Rebooting in 10 seconds..")
     assert not ends_report("Call Trace:")
+
+
+def test_split_printk_relay_tag_and_other_arches():
+    p = split_printk("kernel: [  12.500000] BUG: kernel NULL pointer dereference, address: 0000000000000000")
+    assert (p.ts, p.body) == (12.5, "BUG: kernel NULL pointer dereference, address: 0000000000000000")
+    assert split_printk("kernel: not a printk line").body == "kernel: not a printk line"
+    for line, kind in [
+        ("CPU 0 Unable to handle kernel paging request at virtual address 00000000, epc == 80123456", "page-fault"),
+        ("Unable to handle kernel pointer dereference in virtual kernel address space", "page-fault"),  # s390
+        ("Oops [#1]", "oops"),  # riscv
+        ("Kernel BUG [#1]", "bug"),  # riscv
+        ("BUG: Unable to handle kernel data access on read at 0x00000008", "page-fault"),  # powerpc
+        ("Oops: Kernel access of bad area, sig: 11 [#1]", "oops"),  # powerpc
+        ("[Hardware Error]: CPU 3: Machine Check Exception: 4 Bank 0: b200000000000000", "mce"),
+        ("unregister_netdevice: waiting for lo to become free. Usage count = 1", "hung-task"),
+    ]:
+        hit = classify(line)
+        assert hit is not None and hit.kind == kind, line
+    assert classify("CPU: 0 PID: 1 Comm: swapper/0 Not tainted 6.1.0 #1") is None

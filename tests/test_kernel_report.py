@@ -528,3 +528,28 @@ def test_analyze_never_raises_on_garbage():
     for log in ([], [""], ["BUG:"], ["WARNING: CPU: x"], ["Kernel panic - not syncing"], ["\x00\xff"]):
         r = analyze("bug", log)
         assert isinstance(r.title, str) and r.signature
+
+
+ARM32_STALL = """
+rcu: INFO: rcu_sched self-detected stall on CPU
+rcu: 	0-...!: (2099 ticks this GP) idle=4c6/1/0x40000002 softirq=6646/6646 fqs=126
+NMI backtrace for cpu 0
+CPU: 0 PID: 1760 Comm: myd Not tainted 5.10.2 #10
+Hardware name: ARM-Versatile Express
+[<80118054>] (unwind_backtrace) from [<80110ce4>] (show_stack+0x20/0x24)
+[<80110ce4>] (show_stack) from [<80c16564>] (dump_stack+0x104/0x138)
+[<801d1124>] (update_process_times) from [<801e8104>] (tick_periodic+0x58/0xfc)
+[<806ab444>] (gic_handle_irq) from [<80100b6c>] (__irq_svc+0x6c/0x90)
+Exception stack(0x91883f00 to 0x91883f48)
+3f00: 20b35644 7effffff 00040000 00000055 00000000 1f4cabd4 20000100 20000118
+[<80100b6c>] (__irq_svc) from [<80616f94>] (check_zeroed_user+0x140/0x1dc)
+[<80616f94>] (check_zeroed_user) from [<80321578>] (sys_openat2+0x124/0x170)
+[<80321578>] (sys_openat2) from [<80100080>] (ret_fast_syscall+0x0/0x54)
+"""
+
+
+def test_arm32_stall_reads_both_sides_of_from_frames():
+    kind, r = run(ARM32_STALL)
+    assert kind == "rcu-stall"
+    assert (r.title, r.function) == ("INFO: rcu detected stall in sys_openat2", "sys_openat2")
+    assert r.frames[-2:] == ["sys_openat2", "ret_fast_syscall"]

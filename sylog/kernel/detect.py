@@ -37,7 +37,7 @@ _GATE = frozenset((
     "kernel", "Kernel", "PANIC:", "Bad", "divide", "invalid", "int3:", "stack", "UBSAN:", "KASAN:", "ODEBUG:",
     "watchdog:", "Watchdog", "rcu:", "mce:", "[Hardware", "Machine", "EDAC", "AER:", "PCIe", "critical",
     "Critical", "invoked", "Out", "Memory", "sysrq:", "SysRq", "SysRq:", "VFS:", "rust_kernel:", "kmemleak:",
-    "Insufficient", "kasan:", "unregister_netdevice:", "Alignment", "unreferenced", "segment-related", "divide_error:",
+    "Insufficient", "kasan:", "trusty:", "CPU", "unregister_netdevice:", "Alignment", "unreferenced", "segment-related", "divide_error:",
 ))
 
 
@@ -72,7 +72,9 @@ _RULES: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple((re.compile(rx), k
     (r"^(?:Oops: )?(?:segment-related )?general protection fault(?:,| ?:|$| for)", "gpf", False),
     (r"^kasan: GPF could be caused by", "gpf", False),  # old KASAN die notifier, printed on a kernel GPF only
     (r"^BUG: (?:unable to handle|Unable to handle|kernel NULL pointer dereference|Kernel NULL pointer)", "page-fault", False),
-    (r"^Unable to handle kernel (?:NULL pointer|paging request|access|execute|read|write)", "page-fault", False),
+    # arm/arm64/riscv/s390 (`pointer dereference in virtual kernel address space`), mips prints `CPU 0 ` first
+    (r"^(?:CPU \d+ )?Unable to handle kernel (?:NULL pointer|paging request|access|execute|read|write|pointer|"
+     r"instruction|data)", "page-fault", False),
     (r"^Unhandled fault: ", "page-fault", False),
     # lockups and stalls
     (_W + r"BUG: soft lockup", "soft-lockup", False),
@@ -88,13 +90,13 @@ _RULES: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple((re.compile(rx), k
     (r"^VFS: Unable to mount root fs on", "panic", True),
     (r"^(?:sysrq: |SysRq ?: )+Trigger a crash", "panic", True),
     # BUG()/die()
-    (r"^(?:kernel|Kernel) BUG at ", "bug", False),
+    (r"^(?:kernel|Kernel) BUG(?: at |\s*\[#)", "bug", False),  # riscv: `Kernel BUG [#1]`
     (r"^rust_kernel: panicked at", "bug", False),
-    (r"^(?:Oops(?:\[#\d+\])?: |Oops - )", "oops", False),
+    (r"^(?:Oops(?:\[#\d+\])?: |Oops - |Oops \[#\d+\])", "oops", False),  # x86/arm/mips/riscv die() banners
     (r"^Internal error: ", "oops", False),
     (r"^(?:Oops: )?(?:divide error|divide_error|invalid opcode|int3|stack segment|double fault)(?::| \[#)", "oops", False),
     # machine checks and other hardware
-    (r"^(?:mce: )?\[Hardware Error\]: (?:CPU \d+: )?Machine Check Exception", "mce", True),
+    (r"^(?:mce: )?(?:\[Hardware Error\]: )?(?:CPU \d+: )?Machine Check Exception", "mce", True),
     (r"^(?:mce: )?\[Hardware Error\]: (?:Machine check: |Fatal machine check)", "mce", True),
     (r"^(?:mce: )?(?:\[Hardware Error\]: )?Machine check events logged", "mce", False),
     (r"^(?:mce: )?\[Hardware Error\]: CPU \d+: Machine Check: ", "mce", False),
@@ -117,6 +119,7 @@ _RULES: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple((re.compile(rx), k
     (r"^BUG [^\s:]+ \((?:Not t|T)ainted", "bug", False),
     (r"^INFO: (?:Freed|Allocated) in ", "bug", False),
     (r"^VFS: (?:Busy inodes after unmount|Close: file count is 0)", "bug", False),  # use-after-free symptoms
+    (r"^trusty: panic", "panic", False),  # the Android trusted OS died (the kernel reports it)
     (r"^Alignment trap: not handling instruction", "oops", False),  # arm32 kernel-mode misaligned access
     # a leaked netdev reference: namespace teardown hangs, the kernel repeats this every 10 s
     (r"^unregister_netdevice: waiting for \S+ to become free", "hung-task", False),  # old SLUB/KASAN object history heading a report

@@ -38,6 +38,10 @@ def split_printk(text: str) -> PrintkLine:
     c = text[0]
     # Fast path: most syslog-relayed kernel lines carry no prefix at all.
     if c not in "<[" and " login: " not in text and not text.startswith("** "):
+        if c == "k" and text.startswith("kernel: ["):  # a relay kept the syslog tag in the text
+            inner = split_printk(text[8:])
+            if inner.ts is not None or inner.caller is not None:
+                return inner
         return PrintkLine(None, None, None, text.rstrip("\r\n"))
     m = _PREFIX.match(text)
     lvl_s, sec, frac, caller = m.group(1, 2, 3, 4)

@@ -43,7 +43,7 @@ class Report(msgspec.Struct, kw_only=True):
 
 _FUNC = r"([A-Za-z_$][\w.$]*)"
 # ` func+0x1/0x2 [mod]`, ` [<ffffffff81234>] func+0x..`, ` ? func+0x..` (questionable), powerpc `[c0..] [c0..] f+0x`
-_FRAME = re.compile(r"^\s*(?:\[<?[0-9a-fx]+>?\]\s*){0,2}(\?\s+)?" + _FUNC + r"\+0x[0-9a-f]+/0x[0-9a-f]+"
+_FRAME = re.compile(r"^\s*\(?(?:\[<?[0-9a-fx]+>?\]\s*){0,2}(\?\s+)?" + _FUNC + r"\+0x[0-9a-f]+/0x[0-9a-f]+"
                     r"(?:\s+\[([\w-]+)\])?")
 # syzkaller-symbolized inline frame: ` __dump_stack lib/dump_stack.c:77 [inline]`
 _INLINE = re.compile(r"^\s+" + _FUNC + r" [\w./-]+\.[chS]:\d+(?::\d+)? \[inline\]")
@@ -70,7 +70,7 @@ def _expand_arm(bodies: list[str]) -> list[str]:
     return out
 _RIP = re.compile(
     r"^\s*(?:RIP: (?:[0-9a-f]{4}:)?|IP: |EIP: (?:[0-9a-f]{4}:)?|NIP:? *(?:\[[0-9a-f]+\] )?|pc : |PC is at |"
-    r"epc\s*: |pc\s*: )(?:\[<[0-9a-f]+>\]\s*)*" + _FUNC + r"\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[([\w-]+)\])?")
+    r"epc\s*: |pc\s*: |Krnl PSW : [0-9a-f]+ [0-9a-f]+ \()(?:\[<[0-9a-f]+>\]\s*)*" + _FUNC + r"\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[([\w-]+)\])?")
 _TRACE_START = re.compile(r"^\s*(?:Call [Tt]race:|backtrace(?: \(crc [0-9a-f]+\))?:|Backtrace:)")
 _TRACE_STOP = re.compile(
     r"^\s*(?:Allocated by task|Freed by task|The buggy address|Last potentially|Second to last|Memory state|"
