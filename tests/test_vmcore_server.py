@@ -80,3 +80,29 @@ def test_server_links_ip_named_dumps_to_hosts_by_sender_address(sylog_server_fac
     assert {k: v for k, v in after.items() if k in before} == before
     assert len(after) == len(before) + 1
     assert len(set(after.values())) == len(after)
+
+
+def test_vmcore_link_fires_the_vmcore_alert_hook(sylog_server_factory, tmp_path: Path) -> None:
+    """An ``[[alert]]`` exec hook on ``vmcore`` gets the incident JSON, with its vmcore, on stdin."""
+    import sys
+
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    out = tmp_path / "hook.out"
+    prog = f"import sys; open({str(out)!r}, 'ab').write(sys.stdin.buffer.read() + b'\\n')"
+    conf = tmp_path / "sylog.toml"
+    conf.write_text(f'[[alert]]\ntype = "exec"\non = ["vmcore"]\ncommand = [{json.dumps(sys.executable)}, "-c", '
+                    f'{json.dumps(prog)}]\ntimeout = 20\n')
+    srv = sylog_server_factory("--config", str(conf), "--vmcore-dir", str(crash), "--vmcore-interval", "0.2")
+    now = time.time()
+    make_debian(crash, datetime.fromtimestamp(now), host_folder="db-11", crashtime=int(now) - 5, crash=SYSRQ_C)
+
+    def delivered() -> list[dict]:
+        try:
+            return [json.loads(x) for x in out.read_bytes().splitlines() if x.strip()]
+        except (OSError, ValueError):
+            return []
+
+    [inc] = wait_for(delivered, 15, what="vmcore alert delivered", diagnose=srv.output)
+    assert inc["host"] == "db-11" and inc["vmcore"]["matched_by"] == "dump-only"
+    assert inc["vmcore"]["crash_command"].startswith(f"crash /usr/lib/debug/boot/vmlinux-{RELEASE_DEB} ")
