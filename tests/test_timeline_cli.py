@@ -292,6 +292,12 @@ def test_errors_are_one_line_and_nonzero(three_days, capsysbinary, argv, needle)
     assert needle in err and err.count("\n") == 1, err
 
 
+def test_unknown_host_suggests_close_names(three_days, capsysbinary):
+    data, _, _ = three_days
+    rc, out, err = run_cli(capsysbinary, "db07", "--data-dir", str(data))
+    assert rc == 1 and out == b"" and "(did you mean db-07?)" in err and err.count("\n") == 1
+
+
 def test_incident_of_another_host_and_unknown_ids(three_days, capsysbinary):
     data, _, times = three_days
     write_timeline(data, "other", [(T0, b"x")])

@@ -63,10 +63,21 @@ def _safe_component(name: str) -> bool:
 def host_dir(data_dir: Path, host: str) -> Path:
     """The host's timeline directory; ``TimelineError`` when the host never sent anything."""
     base = data_dir / "timelines"
-    for cand in host_candidates(host):
+    cands = host_candidates(host)
+    for cand in cands:
         if (base / cand).is_dir():
             return base / cand
-    raise TimelineError(f"unknown host {host!r}: no timeline in {base}")
+    hint = ""
+    try:
+        import difflib
+
+        known = [e.name for e in os.scandir(base) if e.is_dir()]
+        close = difflib.get_close_matches(cands[0] if cands else host.lower(), known, n=3, cutoff=0.6)
+        if close:
+            hint = " (did you mean " + ", ".join(close) + "?)"
+    except OSError:
+        pass
+    raise TimelineError(f"unknown host {host!r}: no timeline in {base}{hint}")
 
 
 def day_files(hdir: Path, since: float | None, until: float | None) -> list[Path]:
