@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import orjson
-
 from sylog.query.timefilter import TimeSpecError, day_of, parse_stored_time, parse_time
 
 CHUNK = 4 * 1024 * 1024  # streaming read size
