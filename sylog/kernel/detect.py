@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from sylog.kernel.printk import strip_printk
 from sylog.syslog.message import Message
 
 KINDS = ("panic", "oops", "bug", "page-fault", "gpf", "mce", "hw-error", "soft-lockup", "hard-lockup",
@@ -46,7 +47,7 @@ def _gate(body: str) -> bool:
         return False
     if body[0] == "{":  # GHES: `{1}[Hardware Error]: ...`
         return True
-    return not _GATE.isdisjoint(body.split(None, 4)[:4])
+    return not _GATE.isdisjoint(body.split(None, 4))  # the 5th item is the rest of the line: never a gate word
 
 
 # --- exact rules (ordered; first match wins) ----------------------------------------------------------------
@@ -164,16 +165,24 @@ def trigger_body(body: str) -> str:
     return body
 
 
+_disjoint = _GATE.isdisjoint  # bound once: classify runs for every kernel line
+
+
 def classify(body: str) -> Hit | None:
     """The Hit for a line that starts (or escalates) a kernel crash report; None for every other line."""
-    hit = _classify1(body)
-    if hit is None and "] " in body:
+    # inlined gate (see _gate): one split and one set test for the ordinary line, no function calls
+    if body and (body[0] == "{" or not _disjoint(body.split(None, 4))):
+        if not _BENIGN.match(body):
+            for rx, kind, fatal in _RULES:
+                if rx.match(body):
+                    return Hit(kind, fatal)
+    if "] " in body:
         # rare: a message glued after another one's text; only lines holding `] ` pay for this scan
         for rest in _embedded_tails(body):
             hit = _classify1(rest)
             if hit is not None:
-                break
-    return hit
+                return hit
+    return None
 
 
 # --- boot and shutdown ---------------------------------------------------------------------------------------
@@ -200,9 +209,11 @@ def is_clean_shutdown(msg: Message) -> bool:
     """The host says it is going down on purpose (so a following boot is not an unclean reboot)."""
     text = msg.msg
     if msg.is_kernel:
-        from sylog.kernel.printk import strip_printk
-        body = strip_printk(text)
-        return body.startswith(_KERNEL_SHUTDOWN)
+        # asked for every kernel line: substring tests first, the printk split only for the few candidates
+        if not ("Restarting system" in text or "Power down" in text or "System halted" in text
+                or "Starting new kernel" in text):
+            return False
+        return strip_printk(text).startswith(_KERNEL_SHUTDOWN)
     app = msg.app_name or ""
     if app == "systemd-shutdown":
         return True
