@@ -190,3 +190,37 @@ def test_layout_module_documents_its_sources() -> None:
     doc = layouts.__doc__ or ""
     for src in ("kdump.sh", "kdump-config", "kdump-save", "savedump.cc"):
         assert src in doc
+
+
+# --- hostile bytes never raise -----------------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(head=st.sampled_from([b"", b"KDUMP   ", b"DISKDUMP", b"\x7fELF\x02\x01", b"\x7fELF\x01\x02", b"makedumpfile"]),
+       body=st.binary(max_size=6000))
+def test_parse_prefix_never_raises(head: bytes, body: bytes) -> None:
+    info = parse_prefix(head + body)
+    assert info.format in ("kdump-compressed", "diskdump", "flattened", "elf", "unknown")
+
+
+@settings(max_examples=200, deadline=None)
+@given(recs=st.lists(st.tuples(st.integers(-2, 1 << 40), st.integers(-2, 1 << 20), st.binary(max_size=64)),
+                     max_size=20))
+def test_unflatten_bounded_on_garbage_records(recs) -> None:
+    data = bytearray(4096)
+    data[:12] = b"makedumpfile"
+    for off, size, payload in recs:
+        data += struct.pack(">qq", off, size) + payload
+    out = unflatten(bytes(data), limit=1 << 16)
+    assert len(out) <= 1 << 16
+
+
+@settings(max_examples=300, deadline=None)
+@given(rel=st.text(max_size=40), names=st.lists(st.text(max_size=30), max_size=8))
+def test_recognise_never_raises(rel: str, names: list[str]) -> None:
+    d = recognise(rel, names)
+    if d is not None:
+        assert d.layout in ("rhel", "debian", "suse")
+        assert d.host_hint is None or ("/" not in d.host_hint and d.host_hint not in (".", ".."))

@@ -328,3 +328,18 @@ def test_dump_time_without_crashtime(data: Path, crashdir: Path) -> None:
     from sylog.vmcore.layouts import recognise
     d = recognise("202001010000", ["dump.202001010000"])
     assert dump_time(d, info) == (T, "dump-header")
+
+
+def test_garbage_dump_and_dmesg_still_link_by_time(data: Path, crashdir: Path) -> None:
+    """A dump whose header we cannot read and a dmesg of binary junk: linked by the folder time, never a crash."""
+    warn = syslog_incident(data, "db-07", WARN, T - 600)
+    d = crashdir / f"db-07-{local(T):%Y%m%d%H%M}"
+    d.mkdir()
+    (d / f"dmesg.{d.name[-12:]}").write_bytes(os.urandom(20000) + b"\n\xff\xfe BUG: \x00\n")
+    (d / f"dump.{d.name[-12:]}").write_bytes(b"makedumpfile" + os.urandom(50000))
+    [r] = scan(data, crashdir)
+    assert (r.status, r.incident_id, r.matched_by) == ("linked", warn.id, "time")
+    assert r.vmcore["format"] == "flattened"
+    # the release comes from the live incident's report when the dump does not say
+    assert r.vmcore["kernel_release"] == warn.kernel_release == "6.1.0-18-amd64"
+    assert r.vmcore["crash_command"].startswith("crash /usr/lib/debug/boot/vmlinux-6.1.0-18-amd64 ")

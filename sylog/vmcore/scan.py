@@ -267,6 +267,8 @@ def _link_locked(data_dir, dirpath: Path, *, relpath, host, incident_id, window,
         action, iid, matched = dec.action, dec.incident_id, dec.matched_by
     chosen = next((i for i in incs if i.id == iid), None) if action == "link" else None
     src = crash.incident if crash is not None else chosen
+    if not release and chosen is not None:
+        release = chosen.kernel_release  # the live report's `CPU: ... Tainted: ... <release>` line
     rec = vmcore_record(dump=d, info=info, key=key, vmcore_path=str(vpath.absolute()), size=st.st_size,
                         mtime=st.st_mtime, dmesg_path=str(dmesg_path.absolute()) if dmesg_path else None,
                         matched_by=matched, host_how=how, t_dump=t_dump, t_source=t_src, release=release,
