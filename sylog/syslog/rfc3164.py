@@ -201,9 +201,9 @@ def split_tag(data: bytes, pos: int) -> tuple[str | None, str | None, int]:
     if c == 32 or c == 123 or c == 91:  # SP, '{', '['
         return None, None, pos
     lim = pos + _MAX_TAG
-    colon = data.find(b":", pos, lim)
     sp = data.find(b" ", pos, lim)
-    if colon >= 0 and (sp < 0 or colon < sp):
+    colon = data.find(b":", pos, lim if sp < 0 else sp)
+    if colon >= 0:
         end, nxt = colon, colon + 1
     elif sp >= 0:
         end, nxt = sp, sp
@@ -212,6 +212,19 @@ def split_tag(data: bytes, pos: int) -> tuple[str | None, str | None, int]:
     if nxt < n and data[nxt] == 32:
         nxt += 1
     tag = data[pos:end]
+    r = _tag_cache.get(tag)  # tags repeat ("kernel", "sshd[1234]"): skip the splitting and decoding
+    if r is None:
+        r = _split_tag_text(tag)
+        if len(_tag_cache) >= 4096:
+            _tag_cache.clear()
+        _tag_cache[tag] = r
+    return r[0], r[1], nxt
+
+
+_tag_cache: dict[bytes, tuple[str | None, str | None]] = {}
+
+
+def _split_tag_text(tag: bytes) -> tuple[str | None, str | None]:
     lb = tag.find(b"[")
     if lb < 0:
         app, procid = tag, None
@@ -220,8 +233,8 @@ def split_tag(data: bytes, pos: int) -> tuple[str | None, str | None, int]:
         rb = tag.find(b"]", lb + 1)
         procid = tag[lb + 1:rb].decode("utf-8", "surrogateescape") if rb > lb + 1 else None
     if not app or app[0] == 47:  # '/'
-        return None, procid, nxt
-    return app.decode("utf-8", "surrogateescape"), procid, nxt
+        return None, procid
+    return app.decode("utf-8", "surrogateescape"), procid
 
 
 _CENTURIES = (b"19", b"20")  # "Mmm dd hh:mm:ss yyyy" (year after time) takes the regex path
