@@ -10,6 +10,7 @@ sparse matches cost one C-level scan rather than a Python call per line.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import sys
@@ -236,7 +237,7 @@ class Output:
                     pos += n
                 return
             except OSError as e:
-                if e.errno not in (22, 38, 95):  # EINVAL/ENOSYS/EOPNOTSUPP: not a sendfile target; fall back
+                if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # not a sendfile target: copy
                     raise
                 self.sendfile_ok = False
                 start = pos
