@@ -296,7 +296,7 @@ class AlertDispatcher:
             p.cancel()
         return not pending
 
-    async def aclose(self, timeout: float = 10.0) -> None:
+    async def aclose(self, timeout: float = 5.0) -> None:
         """Stop taking events, give queued ones ``timeout`` seconds, then cancel (children are killed)."""
         self.closed = True
         drained = await self.drain(timeout)
