@@ -10,6 +10,14 @@ and for input that starts like RFC 5424 but breaks its ABNF ("RFC 5424: bad TIME
 as it goes (the rest is MSG) or, when even VERSION is wrong, read as RFC 3164; a broken PRI, or neither PRI nor
 timestamp, gives format 'raw' with the whole frame as MSG. ``Message.missing`` names what had to be guessed.
 All text is UTF-8 decoded with surrogateescape, so the original bytes are always recoverable.
+
+Choices worth knowing (details in :mod:`rfc5424` and :mod:`rfc3164`):
+  - RFC 5424 TIMESTAMP is kept exactly as sent. RFC 3164 stamps get the year nearest to ``now`` (the server's
+    receive time; default ``time.time()``) and, having no zone, are rendered as a naive wall clock
+    ``YYYY-MM-DDThh:mm:ss[.ffffff]``; ISO stamps keep their offset when they have one.
+  - A leading UTF-8 BOM is removed from an RFC 5424 MSG (strict: what follows must then be UTF-8).
+  - Duplicate SD-IDs: strict error (RFC 5424 6.3.2); lenient merges them, first value of a parameter wins.
+  - Message.structured_data dicts are cached and shared between messages with identical SD: treat as read-only.
 """
 
 from __future__ import annotations
