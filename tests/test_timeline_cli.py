@@ -318,3 +318,44 @@ def test_empty_ranges(three_days, capsysbinary):
                  ["--since", "2026-11-25", "--until", "2026-11-24"]):
         rc, out, _ = run_cli(capsysbinary, "db-07", "--data-dir", str(data), *argv)
         assert rc == 0 and out == b""
+
+
+def test_safe_while_the_server_appends(tmp_path):
+    """A writer appends (sometimes half a line at a time) while timeline runs: every run prints whole lines
+    that are a prefix of what ends up in the file."""
+    import threading
+
+    host = "live"
+    d = tmp_path / "timelines" / host
+    d.mkdir(parents=True)
+    path = d / "2026-11-23.log"
+    path.write_bytes(b"")
+    stop = threading.Event()
+    all_lines = [line(T0 + i * 0.001, host, b"n %d %s" % (i, b"y" * (i % 50))) for i in range(20000)]
+
+    def writer() -> None:
+        with open(path, "ab", buffering=0) as f:
+            for i, ln in enumerate(all_lines):
+                if stop.is_set():
+                    return
+                if i % 7 == 0:
+                    f.write(ln[:20])
+                    f.write(ln[20:])
+                else:
+                    f.write(ln)
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        runs = 0
+        while th.is_alive() and runs < 20:
+            p = run_proc(host, "--data-dir", str(tmp_path), "--since", "2026-11-23T22:00:01Z")
+            assert p.returncode == 0, p.stderr
+            got = p.stdout.splitlines(keepends=True)
+            want = [ln for ln in all_lines if ln >= b"2026-11-23T22:00:01"]
+            assert got == want[: len(got)]
+            runs += 1
+    finally:
+        stop.set()
+        th.join(30)
+    assert runs >= 1
