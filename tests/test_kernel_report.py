@@ -553,3 +553,12 @@ def test_arm32_stall_reads_both_sides_of_from_frames():
     assert kind == "rcu-stall"
     assert (r.title, r.function) == ("INFO: rcu detected stall in sys_openat2", "sys_openat2")
     assert r.frames[-2:] == ["sys_openat2", "ret_fast_syscall"]
+
+
+def test_stall_signature_ignores_the_victim_stack_below_the_anchor():
+    """Hangs and lockups hash the title: the same stuck journal thread reached from another path is one bug."""
+    other = JBD2_HUNG.replace("kjournald2+0xab/0x270 [jbd2]", "jbd2_journal_force_commit+0x2f/0x50 [jbd2]")
+    assert run(other)[1].signature == run(JBD2_HUNG)[1].signature
+    # while for a fault the callers of the guilty function are part of the identity
+    other = ZFS_NULL.replace("zio_execute+0x94/0x170 [zfs]", "zio_nowait+0x94/0x170 [zfs]")
+    assert run(other)[1].signature != run(ZFS_NULL)[1].signature

@@ -305,7 +305,7 @@ def _hang(frames: list[tuple[str, str | None]]) -> tuple[str | None, str | None]
 
 # --- title rules ----------------------------------------------------------------------------------------------
 
-_KASAN = re.compile(r"KASAN: ([\w-]+) (?:in|on address) " + _FUNC + r"?")
+_KASAN = re.compile(r"KASAN: ([\w-]+(?: or [\w-]+)?) (?:in|on address) " + _FUNC + r"?")
 _ACCESS = re.compile(r"^\s*(Read|Write) (?:of size|at addr)")
 _KMSAN = re.compile(r"KMSAN: ([\w-]+) in " + _FUNC)
 _KCSAN = re.compile(r"KCSAN: (.*)")
@@ -328,7 +328,8 @@ _LOCKDEP = (
      re.compile(r"leaving the kernel with locks still held")),
     (re.compile(r"still has locks held"), "{W}: still has locks held", None),
     (re.compile(r"[Nn]ested lock was not taken"), "{W}: nested lock was not taken", None),
-    (re.compile(r"Invalid wait context"), "{W}: invalid wait context", re.compile(r"is trying to lock")),
+    # lockdep's wait-context check: amd64 prints it as a WARNING locking bug, arm as `BUG: Invalid wait context`
+    (re.compile(r"Invalid wait context"), "WARNING: locking bug", re.compile(r"is trying to lock")),
 )
 _NORM_NUM = re.compile(r"0x[0-9a-fA-F]+|\b[0-9a-f]{8,16}\b|\d+")
 
@@ -488,7 +489,7 @@ def _title_and_function(kind: str, ctx: _Ctx) -> tuple[str, str | None, str | No
         if rx.search(h):
             prefix = prefix.replace("{W}", "BUG" if h.startswith("BUG") else "WARNING")
             wq = re.compile(r"process_one_work|flush_workqueue|drain_workqueue|destroy_workqueue|lock_sock|release_sock")
-            if prefix == "inconsistent lock state" or "invalid wait" in prefix:
+            if prefix == "inconsistent lock state" or "Invalid wait context" in h:
                 # the trace shows who took the lock the wrong way; the `at:` lines show older history
                 cands = trace() + _first_after(ctx, after)
             elif "-safe -> " in h or "-READ-safe -> " in h:
@@ -843,7 +844,7 @@ def analyze(kind: str, bodies: list[str]) -> Report:
     if r.module is None and function:
         r.module = next((m for f, m in ctx.main_trace() + [(f, m) for _, f, m in ctx.rips] if f == function and m),
                         None)
-    r.signature = signature(kind, title, trace)
+    r.signature = signature(kind, title, trace, function)
     return r
 
 
@@ -853,8 +854,23 @@ def normalize_title(title: str) -> str:
     return _NORM_NUM.sub("N", t)
 
 
-def signature(kind: str, title: str, frames: list[str], top: int = 3) -> str:
-    """16 hex of sha1 over kind, normalised title and the top meaningful frames (reporting helpers skipped)."""
-    meaningful = [f for f in frames if not _GENERIC_SKIP.search(f) and not _SCHED_SKIP.match(f)][:top]
-    key = "\x1f".join([kind, normalize_title(title), *meaningful])
+# Kinds whose stack is a random victim or a random point inside a loop: the title's anchor frame is the identity,
+# the rest of the stack differs from one occurrence to the next.
+_STACKLESS_KINDS = frozenset(("rcu-stall", "soft-lockup", "hard-lockup", "hung-task", "mce", "hw-error", "oom",
+                              "unclean-reboot"))
+
+
+def signature(kind: str, title: str, frames: list[str], function: str | None = None, top: int = 3) -> str:
+    """16 hex of sha1 over kind, normalised title and up to `top` meaningful frames from the guilty function on
+    (it and its nearest callers: stable for one bug on one kernel, free of addresses, PIDs, CPUs and times).
+    Stalls, hangs and lockups hash the title alone: their stacks vary between occurrences of the same bug."""
+    picked: list[str] = []
+    if function and kind not in _STACKLESS_KINDS:
+        names = [_clean(f) for f in frames]
+        start = names.index(function) if function in names else None
+        if start is not None:
+            picked = [f for f in names[start:] if not _GENERIC_SKIP.search(f) and not _SCHED_SKIP.match(f)][:top]
+        else:
+            picked = [function]
+    key = "\x1f".join([kind, normalize_title(title), *picked])
     return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
