@@ -43,6 +43,8 @@ class LimitsConfig(_Section):
 class TimelineConfig(_Section):
     flush_interval: Annotated[float, Meta(gt=0, le=60)] = 0.2  # seconds; batches are written at least this often
     max_open_files: Annotated[int, Meta(ge=1)] = 1024  # open timeline files kept cached (LRU)
+    # back-pressure: TCP reading pauses while this many lines wait to be written (memory bound, no TCP loss)
+    max_pending_lines: Annotated[int, Meta(ge=1000)] = 200_000
 
 
 class IncidentsConfig(_Section):

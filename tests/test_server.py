@@ -380,3 +380,45 @@ async def test_shutdown_keeps_connections_waiting_in_the_accept_queue(server):
     for c in socks:
         c.close()
     assert sorted(ln.split(b" ", 4)[4] for ln in lines_of(s.data, "queued")) == [b"m0", b"m1", b"m2"]
+
+
+async def test_backpressure_pauses_tcp_when_the_writer_is_behind(server):
+    import threading
+
+    s = await server(**{"timeline.max_pending_lines": 1000})
+    w = s.srv.writer
+    gate = threading.Event()
+    real = w.write_batch
+
+    def slow(batch):
+        gate.wait(30)  # a stuck disk
+        return real(batch)
+
+    w.write_batch = slow
+    n = 20_000
+    peak = 0
+
+    async def send() -> None:
+        r, wr = await asyncio.open_connection(*s.tcp)
+        for b in range(0, n, 500):
+            wr.write(b"".join(octet(r5424("bp", f"m{k}")) for k in range(b, b + 500)))
+            await wr.drain()
+        wr.close()
+
+    sender = asyncio.create_task(send())
+
+    def paused() -> bool:
+        nonlocal peak
+        peak = max(peak, w.pending_lines)
+        return s.srv.tcp_state.paused
+
+    await until(paused, 10, "TCP reading paused")
+    for _ in range(20):  # while paused, the backlog stays bounded
+        await asyncio.sleep(0.01)
+        peak = max(peak, w.pending_lines)
+    assert peak < 1000 + 6000, peak  # the limit plus at most one read (<= 256 KiB) of frames
+    assert s.c.tcp_pauses >= 1
+    gate.set()
+    await asyncio.wait_for(sender, 30)
+    await until(lambda: s.c.written >= n, 30, "everything written after the disk recovered")
+    assert len(lines_of(s.data, "bp")) == n

@@ -77,7 +77,8 @@ class Server:
         self.data_dir = Path(cfg.data_dir).absolute()
         self.counters = Counters()
         self.writer = TimelineWriter(self.data_dir, max_open_files=cfg.timeline.max_open_files,
-                                     flush_interval=cfg.timeline.flush_interval, counters=self.counters)
+                                     flush_interval=cfg.timeline.flush_interval, counters=self.counters,
+                                     flush_lines=max(250, min(50_000, cfg.timeline.max_pending_lines // 4)))
         self._extra_observers = observers
         self._parse = parse
         self.pipeline: Pipeline | None = None
@@ -120,7 +121,9 @@ class Server:
             observers.extend(self._extra_observers)
         self.pipeline = Pipeline(self.writer, self.counters, observers, parse=self._parse)
         self.tcp_state = TcpServerState(self.pipeline, self.counters, max_message_size=lim.max_message_size,
-                                        max_connections=lim.max_connections, idle_timeout=lim.tcp_idle_timeout)
+                                        max_connections=lim.max_connections, idle_timeout=lim.tcp_idle_timeout,
+                                        max_pending_lines=cfg.timeline.max_pending_lines)
+        self.writer.on_flushed.append(self.tcp_state.maybe_resume)
         st = self.tcp_state
         parts = []
         for kind, spec, s in socks:

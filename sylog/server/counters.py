@@ -24,6 +24,7 @@ class Counters:
         "conn_accepted", "conn_open", "conn_refused", "conn_idle_closed",
         "written", "written_bytes", "write_errors", "write_failed",
         "dropped",           # messages dropped on purpose (load shedding; none yet)
+        "tcp_pauses",        # times TCP reading paused because the timeline writer fell behind
         "observer_errors", "internal_errors",
     )
     __slots__ = FIELDS

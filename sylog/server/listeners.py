@@ -128,8 +128,11 @@ class TcpServerState:
     """What every TCP connection shares: pipeline, counters, limits, the open-connection set, the read buffer."""
 
     def __init__(self, pipeline: Any, counters: Any, *, max_message_size: int, max_connections: int,
-                 idle_timeout: float) -> None:
+                 idle_timeout: float, max_pending_lines: int = 200_000) -> None:
         self.pipeline = pipeline
+        self.writer = pipeline.writer
+        self.max_pending_lines = max_pending_lines
+        self.paused = False
         self.counters = counters
         self.max_message_size = max_message_size
         self.max_connections = max_connections
@@ -149,6 +152,25 @@ class TcpServerState:
             self.counters.conn_idle_closed += 1
             c.close()
         return len(stale)
+
+    def pause_all(self) -> None:
+        """Back-pressure: the writer is behind; stop reading TCP (senders wait, nothing is lost)."""
+        if self.paused:
+            return
+        self.paused = True
+        self.counters.tcp_pauses += 1
+        log.warning("timeline writer behind (%d lines pending): pausing TCP reading", self.writer.pending_lines)
+        for c in self.conns:
+            if c.transport is not None:
+                c.transport.pause_reading()
+
+    def maybe_resume(self) -> None:
+        """After a flush: resume reading once the backlog is below half the limit."""
+        if self.paused and self.writer.pending_lines < self.max_pending_lines // 2:
+            self.paused = False
+            for c in self.conns:
+                if c.transport is not None and not c.transport.is_closing():
+                    c.transport.resume_reading()
 
     def close_all(self) -> None:
         """Shutdown: deliver each connection's unterminated tail, then close it."""
@@ -190,6 +212,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         st.conns.add(self)
         c.conn_accepted += 1
         c.conn_open += 1
+        if st.paused:
+            transport.pause_reading()  # type: ignore[attr-defined]
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.st.view
@@ -207,6 +231,8 @@ class TcpConnection(asyncio.BufferedProtocol):
             if d.truncated != trunc:
                 self.st.counters.truncated += d.truncated - trunc
             self.st.pipeline.process(frames, self.peer, time.time())
+            if self.st.writer.pending_lines >= self.st.max_pending_lines:
+                self.st.pause_all()
         if d.error is not None:
             self.st.framing_error(self.peer, d.error)
             self._finish()

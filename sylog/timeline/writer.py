@@ -72,6 +72,8 @@ class TimelineWriter:
         self._lock: asyncio.Lock | None = None
         self._wake: asyncio.Event | None = None
         self._closed = False
+        #: called (loop thread) after every flush: the server resumes paused TCP reading from here
+        self.on_flushed: list[Any] = []
 
     # -- hot path (event loop thread) ------------------------------------------------------------------------------
     def append(self, host: str, day: str, line: bytes) -> None:
@@ -98,7 +100,11 @@ class TimelineWriter:
             self._pending = {}
             self.pending_lines = 0
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self.write_batch, batch)
+            try:
+                await loop.run_in_executor(self._executor, self.write_batch, batch)
+            finally:
+                for cb in self.on_flushed:
+                    cb()
 
     async def run(self) -> None:
         """Flush at least every ``flush_interval`` (sooner when ``flush_lines`` are queued) until cancelled."""
