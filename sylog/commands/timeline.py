@@ -159,6 +159,10 @@ def find_offset(fd: int, size: int, bound: float, *, after: bool = False) -> int
         return t <= b if after else t < b
 
     lo, hi = 0, size
+    if size:
+        t0 = line_time(_head(fd, 0))
+        if t0 is not None and not before(t0):
+            return 0  # the whole file is past the bound: the common case for all but the first day file
     while hi - lo > LINEAR:
         mid = (lo + hi) // 2
         p = _next_line_start(fd, mid, size)
