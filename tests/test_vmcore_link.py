@@ -343,3 +343,15 @@ def test_garbage_dump_and_dmesg_still_link_by_time(data: Path, crashdir: Path) -
     # the release comes from the live incident's report when the dump does not say
     assert r.vmcore["kernel_release"] == warn.kernel_release == "6.1.0-18-amd64"
     assert r.vmcore["crash_command"].startswith("crash /usr/lib/debug/boot/vmlinux-6.1.0-18-amd64 ")
+
+
+def test_missing_marking_cache_rechecks_changed_files(data: Path, crashdir: Path) -> None:
+    scan(data, crashdir, now=T - 10 * 3600)
+    panic = syslog_incident(data, "db-07", strip_ts(crash_lines(RELEASE_DEB)), T - 4 * 3600)
+    cache: dict = {}
+    assert vscan.mark_missing(str(data), cache=cache) == [panic.id]
+    assert vscan.mark_missing(str(data), cache=cache) == []
+    # someone clears the mark (e.g. a relink by hand): the changed file is judged again
+    vscan.update_incident_file(IncidentStore(data), "db-07", panic.id, lambda i: setattr(i, "vmcore_missing", False))
+    os.utime(panic.path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert vscan.mark_missing(str(data), cache=cache) == [panic.id]

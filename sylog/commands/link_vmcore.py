@@ -18,7 +18,9 @@ import orjson
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("link-vmcore", help="link a kdump dump directory to an incident by hand",
                        description="Link a kdump dump directory (RHEL/Fedora, Debian/Ubuntu or SUSE layout) to "
-                                   "the incident it belongs to, or create one from its dmesg.")
+                                   "the incident it belongs to, or create one from its dmesg.",
+                       epilog="Exit status: 0 linked (or already linked), 1 error, 2 the dump is still being "
+                              "written (retry later).")
     p.add_argument("path", metavar="PATH", help="the dump directory (or the vmcore file in it)")
     p.add_argument("--host", help="the host the dump is from (default: from the path, the sender address map, "
                                   "or the dump's node name)")

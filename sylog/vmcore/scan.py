@@ -456,17 +456,31 @@ def _rebuild(data_dir, reg: dict) -> None:
 
 
 def mark_missing(data_dir: str | os.PathLike, *, window: float = 7200.0, now: float | None = None,
-                 in_memory: Callable[[str, str], bool] | None = None) -> list[str]:
-    """Mark fatal incidents that got no dump within the window (since watching began) ``vmcore_missing``."""
+                 in_memory: Callable[[str, str], bool] | None = None, cache: dict | None = None) -> list[str]:
+    """Mark fatal incidents that got no dump within the window (since watching began) ``vmcore_missing``.
+
+    ``cache`` (kept by the caller): incident files already judged for good (a dump, not fatal, or marked) are not
+    decoded again until they change, so a scan costs a ``stat`` per settled incident."""
     now = time.time() if now is None else now
-    marked = []
+    marked: list[str] = []
     with locked(data_dir):
         reg = load_registry(data_dir)
         since = reg.get("watch_since")
         if not since:
             return marked  # not watching any vmcore dir yet: no dump could have been seen
         store = IncidentStore(data_dir)
-        incs = list(all_incidents(store))
+        incs = []
+        for p in store.iter_json_paths():
+            try:
+                mt = p.stat().st_mtime_ns
+                if cache is not None and cache.get(str(p)) == mt:
+                    continue
+                inc = decode(p.read_bytes())
+            except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            incs.append(inc)
+            if cache is not None and inc.state == "closed" and (inc.vmcore or not inc.fatal or inc.vmcore_missing):
+                cache[str(p)] = mt
         for iid in missing_vmcore(incs, now, window, since):
             inc = next(i for i in incs if i.id == iid)
             if in_memory is not None and in_memory(inc.host, iid):

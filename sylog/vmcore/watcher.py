@@ -46,6 +46,7 @@ class VmcoreWatcher:
                          "vmcore_deferred": 0}
         self.results: list[vscan.LinkResult] = []  # the last scan's (for tests and stats)
         self._cache: dict = {}  # dumps that cannot be linked as they are: not re-read until they change
+        self._settled: dict = {}  # incident files judged for good by mark_missing: not decoded again
 
     @classmethod
     def from_config(cls, cfg: Any, *, engine: Any = None, data_dir: Any = None, **kw: Any) -> "VmcoreWatcher":
@@ -89,7 +90,8 @@ class VmcoreWatcher:
         res = vscan.scan(self.data_dir, self.dirs, window=self.window, quiet=self.quiet, now=now,
                          detector=self.detector, in_memory=self._in_memory, tz=self.tz,
                          cache=self._cache)
-        marked = vscan.mark_missing(self.data_dir, window=self.window, now=now, in_memory=self._in_memory)
+        marked = vscan.mark_missing(self.data_dir, window=self.window, now=now, in_memory=self._in_memory,
+                                    cache=self._settled)
         return res, marked
 
     def _scanned(self, fut: asyncio.Future) -> None:
