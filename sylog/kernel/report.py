@@ -868,9 +868,8 @@ def signature(kind: str, title: str, frames: list[str], function: str | None = N
     if function and kind not in _STACKLESS_KINDS:
         names = [_clean(f) for f in frames]
         start = names.index(function) if function in names else None
-        if start is not None:
-            picked = [f for f in names[start:] if not _GENERIC_SKIP.search(f) and not _SCHED_SKIP.match(f)][:top]
-        else:
-            picked = [function]
+        keep = [f for f in names[start or 0:] if not _GENERIC_SKIP.search(f) and not _SCHED_SKIP.match(f)]
+        # the guilty frame may come from RIP/pc only (the trace then starts at its caller)
+        picked = keep[:top] if start is not None else [function, *keep[:top - 1]]
     key = "\x1f".join([kind, normalize_title(title), *picked])
     return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
