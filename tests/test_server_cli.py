@@ -145,3 +145,19 @@ def test_config_file_values_and_flag_override(tmp_path):
         _, err = p.communicate(timeout=15)
     assert p.returncode == 0, err
     assert f"tcp=127.0.0.1:{tp}" in err and "loop=asyncio" in err
+
+
+def test_sighup_reopens_files_for_logrotate(sylog_server_factory):
+    srv = sylog_server_factory("--stats-interval", "0")
+    srv.send_tcp(r5424("rot", "before rotate") + b"\n")
+    srv.wait_for_text("rot", "before rotate")
+    [f] = list((srv.data_dir / "timelines" / "rot").glob("*.log"))
+    rotated = f.with_name(f.name + ".1")
+    f.rename(rotated)
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "SIGHUP" in srv.stderr_path.read_text(), 10, what="SIGHUP acknowledged")
+    srv.send_tcp(r5424("rot", "after rotate") + b"\n")
+    srv.wait_for_text("rot", "after rotate")
+    assert "before rotate" in rotated.read_text() and "after rotate" not in rotated.read_text()
+    assert "after rotate" in f.read_text()
+    assert srv.running

@@ -117,6 +117,7 @@ async def _serve(cfg: Config) -> int:
     # Before binding: whoever sees our port open may signal us at once, and must get a clean stop.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, srv.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, srv.reopen)
     try:
         await srv.start()
     except BindError as e:

@@ -157,6 +157,11 @@ class Server:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def reopen(self) -> None:
+        """SIGHUP: timeline files are reopened on the next flush (after logrotate moved them)."""
+        log.info("SIGHUP: reopening timeline files")
+        self.writer.reopen()
+
     async def run(self) -> None:
         """Serve until :meth:`request_stop`, then shut down cleanly."""
         if not self._started:
@@ -235,9 +240,13 @@ class Server:
             st.sweep_idle(time.monotonic())
 
     async def _stats(self) -> None:
+        prev = self.counters.received
+        t0 = time.monotonic()
         while True:
             await asyncio.sleep(self.cfg.stats_interval)
-            log.info("stats %s", self.counters.summary())
+            now, cur = time.monotonic(), self.counters.received
+            log.info("stats %s rate=%.0f/s", self.counters.summary(), (cur - prev) / max(now - t0, 1e-9))
+            prev, t0 = cur, now
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def _make_data_dir(self) -> None:

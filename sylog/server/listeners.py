@@ -144,7 +144,7 @@ class TcpServerState:
 
     def sweep_idle(self, now: float) -> int:
         """Close connections silent for longer than idle_timeout (called periodically; O(connections))."""
-        if self.idle_timeout <= 0:
+        if self.idle_timeout <= 0 or self.paused:  # a paused connection is silent because of us
             return 0
         limit = now - self.idle_timeout
         stale = [c for c in self.conns if c.last < limit]
@@ -168,7 +168,9 @@ class TcpServerState:
         """After a flush: resume reading once the backlog is below half the limit."""
         if self.paused and self.writer.pending_lines < self.max_pending_lines // 2:
             self.paused = False
+            now = time.monotonic()
             for c in self.conns:
+                c.last = now
                 if c.transport is not None and not c.transport.is_closing():
                     c.transport.resume_reading()
 

@@ -72,6 +72,7 @@ class TimelineWriter:
         self._lock: asyncio.Lock | None = None
         self._wake: asyncio.Event | None = None
         self._closed = False
+        self._reopen = False
         #: called (loop thread) after every flush: the server resumes paused TCP reading from here
         self.on_flushed: list[Any] = []
 
@@ -120,6 +121,12 @@ class TimelineWriter:
             except Exception:  # never let the flusher die; write_batch itself counts I/O errors
                 log.exception("timeline flush failed")
 
+    def reopen(self) -> None:
+        """Close every open file before the next write (logrotate ``postrotate``: ``kill -HUP``)."""
+        self._reopen = True
+        if self._wake is not None:
+            self._wake.set()
+
     async def aclose(self) -> None:
         """Final flush, then close every file."""
         if self._closed:
@@ -144,6 +151,10 @@ class TimelineWriter:
         """Write a batch (worker thread). Returns what could not be written: ``(key, bytes, errno)``."""
         failed: list[tuple[Key, bytes, int]] = []
         c = self.counters
+        if self._reopen:  # SIGHUP (logrotate): let go of every file; the next write re-creates it
+            self._reopen = False
+            self._close_all()
+            self._dirs.clear()
         for key, lines in batch.items():
             data = b"".join(lines)
             done = 0
