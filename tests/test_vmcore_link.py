@@ -355,3 +355,13 @@ def test_missing_marking_cache_rechecks_changed_files(data: Path, crashdir: Path
     vscan.update_incident_file(IncidentStore(data), "db-07", panic.id, lambda i: setattr(i, "vmcore_missing", False))
     os.utime(panic.path, ns=(time.time_ns(), time.time_ns() + 10**9))
     assert vscan.mark_missing(str(data), cache=cache) == [panic.id]
+
+
+def test_fqdn_in_dump_files_under_the_short_name_sylog_knows(data: Path, crashdir: Path) -> None:
+    oops = syslog_incident(data, "db-07", strip_ts(crash_lines(RELEASE_DEB)), T)
+    make_suse(crashdir, local(T + 60), host="DB-07.example.com", crashtime=int(T))
+    [r] = scan(data, crashdir)
+    assert (r.host, r.incident_id, r.matched_by) == ("db-07", oops.id, "signature")
+    make_suse(crashdir, local(T + 120), host="web-9.example.com", crashtime=int(T) + 60)  # unknown: kept as is
+    [r] = scan(data, crashdir)
+    assert r.host == "web-9.example.com"

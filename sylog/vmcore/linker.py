@@ -100,13 +100,28 @@ def analyze_dmesg(text: str, host: str, *, quiet: float = 30.0, context_lines: i
 # --- host and time ---------------------------------------------------------------------------------------------
 
 def resolve_host(dump: DumpDir, info: DumpInfo | None, peers: dict[str, str], *, override: str | None = None,
-                 fold: Any = None) -> tuple[str | None, str]:
+                 fold: Any = None, known: set[str] | frozenset[str] = frozenset()) -> tuple[str | None, str]:
     """(host, how) — how the dump's host was learnt: 'manual', 'folder', 'dirname', 'peer-ip', 'nodename', 'ip'.
 
     An IP in the directory name is mapped through ``peers`` (address -> host name sylog has seen sending from it).
     127.0.0.1 (RHEL's local dumps) says nothing; the dump header's utsname.nodename is used before falling back
-    to the bare IP (which is also how sylog names a sender that gives no host name)."""
-    f = fold or (lambda name: name.strip().lower().rstrip("."))
+    to the bare IP (which is also how sylog names a sender that gives no host name).
+
+    ``known``: host names sylog already files things under; a name from the dump (``db-07.example.com`` as
+    nodename or in a directory name) that is not one of them but whose first label is (``db-07``) is filed there,
+    so a host that syslogs with its short name and dumps with its FQDN stays one host."""
+    fold_ = fold or (lambda name: name.strip().lower().rstrip("."))
+
+    def f(name: str) -> str:
+        h = fold_(name)
+        if not known or h in known or _is_ip_like(h):
+            return h
+        short = h.split(".", 1)[0]
+        if short in known:
+            return short
+        same = sorted(k for k in known if k.split(".", 1)[0] == short)
+        return same[0] if len(same) == 1 else h
+
     if override:
         return f(override), "manual"
     if dump.folder_host and not _is_loopback(dump.folder_host):
@@ -121,6 +136,10 @@ def resolve_host(dump: DumpDir, info: DumpInfo | None, peers: dict[str, str], *,
     if hint and dump.host_hint_is_ip and not _is_loopback(hint):
         return f(hint), "ip"
     return None, "unknown"
+
+
+def _is_ip_like(h: str) -> bool:
+    return ":" in h or h.replace(".", "").isdigit()
 
 
 def _is_loopback(ip: str) -> bool:

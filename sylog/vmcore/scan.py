@@ -119,6 +119,17 @@ def load_peers(data_dir: str | os.PathLike) -> dict[str, str]:
     return out
 
 
+def known_hosts(data_dir: str | os.PathLike) -> set[str]:
+    """Host names sylog files under (timeline and incident directories)."""
+    out: set[str] = set()
+    for sub in ("timelines", "incidents"):
+        try:
+            out.update(e.name for e in os.scandir(Path(data_dir) / sub) if e.is_dir() and not e.name.startswith("."))
+        except OSError:
+            pass
+    return out
+
+
 # --- incidents ---------------------------------------------------------------------------------------------------
 
 def host_incidents(store: IncidentStore, host: str) -> list[Incident]:
@@ -230,7 +241,7 @@ def _link_locked(data_dir, dirpath: Path, *, relpath, host, incident_id, window,
         return LinkResult(dir=key, status="error", message=f"cannot read {vpath}: {e.strerror or e}")
     store = IncidentStore(data_dir)
     peers = load_peers(data_dir) if peers is None else peers
-    h, how = resolve_host(d, info, peers, override=host, fold=_fold)
+    h, how = resolve_host(d, info, peers, override=host, fold=_fold, known=known_hosts(data_dir))
     if h is None:
         return LinkResult(dir=key, status="unresolved",
                           message="cannot tell which host this dump is from (local 127.0.0.1 dump, no host folder, "
