@@ -107,3 +107,15 @@ def test_errors_are_one_line_and_nonzero(data: Path, tmp_path: Path, case: str) 
     assert want in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("sylog link-vmcore: ")
+
+
+def test_incidents_missing_vmcore_lists_the_marked_ones(data: Path, tmp_path: Path) -> None:
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    vscan.scan(str(data), [str(crash)], now=T - 10 * 3600)  # watching began
+    panic = syslog_incident(data, "db-07", strip_ts(crash_lines(RELEASE_DEB)), T - 4 * 3600)
+    syslog_incident(data, "db-07", WARN, T - 4 * 3600 + 100)
+    assert vscan.mark_missing(str(data)) == [panic.id]
+    r = sylog("incidents", "--data-dir", str(data), "--missing-vmcore", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [i["id"] for i in orjson.loads(r.stdout)] == [panic.id]
