@@ -75,6 +75,19 @@ class TimeCache:
 
 
 _tc = TimeCache()
+_tags: dict[tuple[str, str | None], str] = {}
+
+
+def _make_tag(key: tuple[str, str | None]) -> str:
+    """``app[procid]:`` / ``app:``, escaped so it stays one field (cached: tags repeat)."""
+    app, procid = key
+    tag = f"{app}[{procid}]:" if procid else app + ":"
+    if not tag.isprintable() or " " in tag:
+        tag = escape(tag).replace(" ", "#040")
+    if len(_tags) >= 50_000:
+        _tags.clear()
+    _tags[key] = tag
+    return tag
 
 
 def format_with_stamp(stamp: str, host: str, msg: Message) -> bytes:
@@ -89,9 +102,10 @@ def format_with_stamp(stamp: str, host: str, msg: Message) -> bytes:
         fs = f"{msg.facility_name()}.{msg.severity_name()}"
     app = msg.app_name
     if app:
-        tag = f"{app}[{msg.procid}]:" if msg.procid else app + ":"
-        if not tag.isprintable() or " " in tag:
-            tag = escape(tag).replace(" ", "#040")
+        key = (app, msg.procid)
+        tag = _tags.get(key)
+        if tag is None:
+            tag = _make_tag(key)
     else:
         tag = "-"
     text = msg.msg
