@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from sylog.incidents.correlator import Correlator
-from sylog.incidents.ring import ContextRing
+from sylog.incidents.ring import ContextRing, pack
 
 from test_incident_support import OOPS, PANIC, FakeDetector, Feeder
 
@@ -250,11 +250,20 @@ def test_a_detector_exception_never_escapes_feed():
     assert len(c.hosts["h"].ring) == 1
 
 
+def _append(r, line, maxlen, max_bytes=64 * 1024, pending=None):
+    blk = r.append(line, maxlen, max_bytes)
+    if blk is not None:
+        if pending is None:
+            r.packed(blk, pack(blk[1]), maxlen, max_bytes)
+        else:
+            pending.append(blk)
+
+
 def test_ring_keeps_last_lines_across_blocks():
     r = ContextRing()
     lines = [b"%05d " % i + b"x" * (i % 300) + b"\n" for i in range(5000)]
     for ln in lines:
-        r.append(ln, 200)
+        _append(r, ln, 200)
     assert r.lines(200) == lines[-200:]
     assert r.lines(3) == lines[-3:]
     assert len(r) >= 200
@@ -265,6 +274,38 @@ def test_ring_byte_cap_bounds_memory_for_huge_lines():
     import os
     r = ContextRing()
     for _ in range(1000):
-        r.append(os.urandom(3000).hex().encode() + b"\n", 200, max_bytes=64 * 1024)
+        _append(r, os.urandom(3000).hex().encode() + b"\n", 200, max_bytes=64 * 1024)
     assert r.nbytes() <= 64 * 1024 + 3 * 8192 + 6000 * 2
     assert len(r.lines(200)) > 0
+
+
+def test_ring_reads_right_while_blocks_are_still_raw_or_dropped_in_flight():
+    r = ContextRing()
+    pending = []
+    lines = [b"line %d\n" % i for i in range(1000)]
+    for ln in lines:
+        _append(r, ln, 100, pending=pending)
+    assert r.lines(100) == lines[-100:]  # raw blocks read as they are
+    for blk in pending:  # late packing, including blocks dropped meanwhile
+        r.packed(blk, pack(blk[1]), 100)
+    assert r.lines(100) == lines[-100:]
+    assert r.nbytes() < sum(map(len, lines[-200:]))
+
+
+def test_ring_cap_shrinks_with_host_count():
+    c, sink, feed, _ = make(ring_budget=1_000_000, ring_bytes=64 * 1024)
+    for h in range(10):
+        feed(f"h{h}", "x")
+    assert c._ring_cap == 64 * 1024
+    for h in range(1000):
+        feed(f"h{h}", "x")
+    assert c._ring_cap == 4096  # floor
+
+
+def test_host_table_is_bounded():
+    c, sink, feed, _ = make(max_hosts=100)
+    feed("keep", OOPS[0])  # open incident: never forgotten
+    for h in range(150):
+        feed(f"h{h}", "x", kernel=False)
+    c.tick(feed.t)
+    assert len(c.hosts) < 150 and "keep" in c.hosts and c.counters["hosts_forgotten"] > 0

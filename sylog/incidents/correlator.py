@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from sylog.incidents.model import Incident, new_id, rfc3339
-from sylog.incidents.ring import DEFAULT_MAX_BYTES, ContextRing
+from sylog.incidents.ring import DEFAULT_MAX_BYTES, ContextRing, pack
 
 REPORT_FIELDS = ("title", "function", "module", "kernel_release", "taint", "cpu", "pid", "comm", "hardware",
                  "frames", "signature")
@@ -34,6 +34,10 @@ SHUTDOWN_APPS = frozenset({"rsyslogd", "systemd-shutdown", "systemd", "shutdown"
                            "reboot", "halt", "poweroff", "syslog-ng", "syslogd"})
 # Kinds that explain a following reboot by themselves: no extra unclean-reboot incident after them.
 DIE_KINDS = frozenset({"panic", "oops", "bug", "page-fault", "gpf", "mce", "hard-lockup", "hw-error"})
+RING_BUDGET = 40 * 1024 * 1024  # deflated context bytes for all hosts together (the cap per ring shrinks with
+                                # the host count, never below MIN_RING_BYTES): 10,000 hosts stay well under 150 MB
+MIN_RING_BYTES = 4096
+MAX_HOSTS = 100_000  # beyond this, the longest-silent hosts without an open incident are forgotten
 BOOT_TS_LOW = 5.0  # printk seconds: "back near zero" ...
 BOOT_TS_HIGH = 60.0  # ... after having been at least this large
 BOOTING_TS = 30.0  # a boot is over once printk time passes this (or BOOTING_WALL seconds of wall time)
@@ -118,7 +122,8 @@ class Correlator:
 
     def __init__(self, sink: Sink | None = None, *, quiet: float = 30.0, context_lines: int = 200,
                  refresh_interval: float = 0.5, max_lines: int = 5000, tail_keep: int = 200,
-                 ring_bytes: int = DEFAULT_MAX_BYTES, max_open: float = 3600.0, detector: Any = None,
+                 ring_bytes: int = DEFAULT_MAX_BYTES, ring_budget: int = RING_BUDGET, max_hosts: int = MAX_HOSTS,
+                 max_open: float = 3600.0, detector: Any = None, inline_pack: bool = True,
                  id_factory: Callable[[float], str] | None = None) -> None:
         self.sink: Sink = sink or (lambda ev, rec: None)
         self.quiet = quiet
@@ -127,6 +132,12 @@ class Correlator:
         self.max_lines = max(max_lines, 2)
         self.tail_keep = max(1, min(tail_keep, self.max_lines // 2))
         self.ring_bytes = ring_bytes
+        self.ring_budget = ring_budget
+        self.max_hosts = max_hosts
+        self._ring_cap = ring_bytes
+        # Sealed context blocks waiting to be deflated: inline (inline_pack) or by the engine on a worker thread.
+        self.inline_pack = inline_pack
+        self.pending_blocks: list[tuple[ContextRing, list]] = []
         self.max_open = max_open
         self.det = detector if detector is not None else default_detector()
         self._cont = getattr(self.det, "is_crash_continuation", None)
@@ -136,14 +147,14 @@ class Correlator:
         self.hosts: dict[str, _Host] = {}
         self.open: dict[str, OpenIncident] = {}  # host -> its open incident
         self.counters = {"kernel_lines": 0, "incidents_opened": 0, "incidents_closed": 0, "lines_cut": 0,
-                         "unclean_reboots": 0, "analyze_errors": 0, "detector_errors": 0}
+                         "unclean_reboots": 0, "analyze_errors": 0, "detector_errors": 0, "hosts_forgotten": 0}
 
     # --- input ------------------------------------------------------------------------------------------------
 
     def feed(self, host: str, recv_time: float, msg: Any, line: bytes) -> None:
         st = self.hosts.get(host)
         if st is None:
-            st = self.hosts[host] = _Host()
+            st = self._new_host(host)
         if msg.facility == 0 or msg.app_name == "kernel":
             try:
                 self._kernel(st, host, recv_time, msg, line)
@@ -155,9 +166,37 @@ class Correlator:
                     st.clean = True
             except Exception:
                 self.counters["detector_errors"] += 1
-        st.ring.append(line, self.context_lines, self.ring_bytes)
+        blk = st.ring.append(line, self.context_lines, self._ring_cap)
+        if blk is not None:
+            if self.inline_pack:
+                st.ring.packed(blk, pack(blk[1]), self.context_lines, self._ring_cap)
+            else:
+                self.pending_blocks.append((st.ring, blk))
         st.seen = True
         st.last_t = recv_time
+
+    def _new_host(self, host: str) -> _Host:
+        st = self.hosts[host] = _Host()
+        n = len(self.hosts)
+        self._ring_cap = max(MIN_RING_BYTES, min(self.ring_bytes, self.ring_budget // n))
+        return st
+
+    def take_pending_blocks(self) -> list[tuple[ContextRing, list]]:
+        """Sealed blocks to deflate (``ring.pack(block[1])``) and install with :meth:`install_packed`."""
+        jobs, self.pending_blocks = self.pending_blocks, []
+        return jobs
+
+    def install_packed(self, jobs: list[tuple[ContextRing, list]], packed: list[bytes]) -> None:
+        for (ring, blk), data in zip(jobs, packed):
+            ring.packed(blk, data, self.context_lines, self._ring_cap)
+
+    def _forget_hosts(self) -> None:
+        """Bound the host table: drop the longest-silent tenth of hosts that have no open incident."""
+        idle = sorted((st.last_t, h) for h, st in self.hosts.items() if st.open is None)
+        for _, h in idle[: max(1, len(self.hosts) // 10)]:
+            st = self.hosts.pop(h)
+            st.ring.clear()
+            self.counters["hosts_forgotten"] += 1
 
     def _kernel(self, st: _Host, host: str, t: float, msg: Any, line: bytes) -> None:
         self.counters["kernel_lines"] += 1
@@ -331,6 +370,8 @@ class Correlator:
 
     def tick(self, now: float) -> None:
         """Close quiet incidents; refresh the report of busy ones at most every refresh_interval."""
+        if len(self.hosts) > self.max_hosts:
+            self._forget_hosts()
         for host, rec in list(self.open.items()):
             if self._expired(rec, now):
                 reason = "restart" if rec.resumed and not rec.new_lines else (
@@ -350,7 +391,7 @@ class Correlator:
         closes with reason ``restart`` unless the host sends more."""
         st = self.hosts.get(inc.host)
         if st is None:
-            st = self.hosts[inc.host] = _Host()
+            st = self._new_host(inc.host)
         if st.open is not None:
             self._close(st, st.open, "restart")
         rec = OpenIncident(inc, last_t, context, self.tail_keep)

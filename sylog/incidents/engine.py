@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from sylog.incidents.correlator import Correlator, OpenIncident
 from sylog.incidents.model import Incident, encode, parse_rfc3339
+from sylog.incidents.ring import pack
 from sylog.incidents.store import IncidentStore, separator
 
 log = logging.getLogger("sylog.incidents")
@@ -35,6 +36,7 @@ class IncidentEngine:
                  max_pending: int = 10000, recover: bool = True, **correlator_kw: Any) -> None:
         self.store = IncidentStore(data_dir)
         self.clock = clock
+        correlator_kw.setdefault("inline_pack", False)  # context blocks are deflated on a worker thread
         self.corr = Correlator(self._on_event, quiet=quiet, context_lines=context_lines,
                                refresh_interval=refresh_interval, detector=detector, **correlator_kw)
         self.feed = self.corr.feed  # the hot path: no extra Python frame per message
@@ -43,6 +45,8 @@ class IncidentEngine:
         self._events: dict[str, list[str]] = {}  # id -> events not yet announced to listeners
         self._inflight: asyncio.Future | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._packer: ThreadPoolExecutor | None = None
+        self._packing: asyncio.Future | None = None
         self._retry_at = 0.0
         self._backoff = 0.0
         self.listeners: list[Listener] = []
@@ -85,6 +89,8 @@ class IncidentEngine:
     def tick(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
         self.corr.tick(now)
+        if self.corr.pending_blocks:
+            self._pack()
         if not self._dirty or now < self._retry_at:
             return
         if self._inflight is not None and not self._inflight.done():
@@ -101,6 +107,29 @@ class IncidentEngine:
         fut = loop.run_in_executor(self._executor, self._write, batch)
         fut.add_done_callback(lambda f: self._done(batch, _outcome(f, batch), self.clock()))
         self._inflight = fut
+
+    def _pack(self) -> None:
+        """Deflate the context blocks sealed since the last tick in one worker-thread hop (zlib drops the GIL)."""
+        if self._packing is not None and not self._packing.done():
+            return
+        jobs = self.corr.take_pending_blocks()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.corr.install_packed(jobs, _pack_all([b[1] for _, b in jobs]))
+            return
+        if self._packer is None:
+            self._packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sylog-ringpack")
+        fut = loop.run_in_executor(self._packer, _pack_all, [b[1] for _, b in jobs])
+
+        def done(f: asyncio.Future) -> None:
+            if not f.cancelled() and f.exception() is None:
+                self.corr.install_packed(jobs, f.result())
+            else:  # keep them raw-but-correct; try again next tick
+                self.corr.pending_blocks.extend(jobs)
+
+        fut.add_done_callback(done)
+        self._packing = fut
 
     def _write(self, batch: list) -> list[tuple[str, BaseException]]:
         """Executor thread: the only place incident files are written."""
@@ -158,6 +187,9 @@ class IncidentEngine:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self._packer is not None:
+            self._packer.shutdown(wait=False, cancel_futures=True)
+            self._packer = None
 
     def flush_sync(self) -> None:
         """Write everything pending now, in this thread (tests, tools without a loop)."""
@@ -213,6 +245,10 @@ class IncidentEngine:
         out["incidents_pending_write"] = len(self._dirty)
         out["hosts_tracked"] = len(self.corr.hosts)
         return out
+
+
+def _pack_all(datas: list) -> list[bytes]:
+    return [pack(d) for d in datas]
 
 
 def _outcome(fut: asyncio.Future, batch: list) -> list[tuple[str, BaseException]]:
