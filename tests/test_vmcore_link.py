@@ -365,3 +365,15 @@ def test_fqdn_in_dump_files_under_the_short_name_sylog_knows(data: Path, crashdi
     make_suse(crashdir, local(T + 120), host="web-9.example.com", crashtime=int(T) + 60)  # unknown: kept as is
     [r] = scan(data, crashdir)
     assert r.host == "web-9.example.com"
+
+
+def test_linked_incident_becomes_fatal(data: Path, crashdir: Path) -> None:
+    """The oops reached syslog but the panic after it did not: the dump proves the host went down."""
+    lines = strip_ts(crash_lines(RELEASE_DEB))
+    oops = syslog_incident(data, "db-07", [x for x in lines if "Kernel panic" not in x], T)
+    assert not oops.fatal and "panic" not in oops.kinds
+    make_debian(crashdir, local(T + 60), tag="db-07", crashtime=int(T))
+    [r] = scan(data, crashdir)
+    assert (r.incident_id, r.matched_by) == (oops.id, "signature")
+    inc = incidents(data, "db-07")[oops.id]
+    assert inc.fatal and inc.kinds[-1] == "panic" and inc.kind == oops.kind

@@ -294,11 +294,19 @@ def _link_locked(data_dir, dirpath: Path, *, relpath, host, incident_id, window,
         if target.vmcore and target.vmcore.get("key") == key:
             status = "already"
         else:
+            dump_kinds = list(crash.incident.kinds) if crash is not None else ["panic"]
+
             def apply(inc: Incident) -> None:
                 inc.vmcore = rec
                 inc.vmcore_missing = False
                 if not inc.kernel_release and release:
                     inc.kernel_release = release
+                # kdump only runs when the kernel panics: the crash was fatal even if its last words never
+                # reached syslog (an oops escalated by panic_on_oops, say)
+                inc.fatal = True
+                for k in dump_kinds:
+                    if k == "panic" and k not in inc.kinds:
+                        inc.kinds.append(k)
             try:
                 written = update_incident_file(store, h, iid, apply)
             except (OSError, ValueError) as e:

@@ -135,7 +135,11 @@ class VmcoreWatcher:
         eng = self.engine
         if eng is None or not r.incident_id or not r.host:
             return
-        ok = eng.update_incident(r.host, r.incident_id, vmcore=r.vmcore, vmcore_missing=False)
+        extra: dict[str, Any] = {}
+        rec = eng.corr.open.get(r.host) if hasattr(eng, "corr") else None
+        if rec is not None and rec.inc.id == r.incident_id and "panic" not in rec.inc.kinds:
+            extra["kinds"] = [*rec.inc.kinds, "panic"]  # kdump ran: the kernel panicked
+        ok = eng.update_incident(r.host, r.incident_id, vmcore=r.vmcore, vmcore_missing=False, fatal=True, **extra)
         if not ok:
             return  # it closed meanwhile: the next scan links it through its file
         self.counters["vmcore_deferred"] += 1
