@@ -190,6 +190,7 @@ class _Ctx:
         self.rips: list[tuple[int, str, str | None]] = []  # (line index, func, module) of kernel RIP/pc lines
         self.frames: list[tuple[int, str, str | None]] = []  # all non-questionable frames (line index, func, module)
         self.trace_start = -1
+        self._trace: list[tuple[str, str | None]] | None = None
         for i, b in enumerate(bodies):
             m = _RIP.match(b)
             if m:
@@ -203,6 +204,11 @@ class _Ctx:
 
     def main_trace(self) -> list[tuple[str, str | None]]:
         """Frames of the first call trace (from `Call Trace:` to the next section), or of all frames."""
+        if self._trace is None:
+            self._trace = self._main_trace()
+        return list(self._trace)
+
+    def _main_trace(self) -> list[tuple[str, str | None]]:
         if self.trace_start < 0:
             return [(f, m) for _, f, m in self.frames]
         out: list[tuple[str, str | None]] = []
@@ -809,9 +815,17 @@ def _report_lines(kind: str, lines: list[str]) -> tuple[list[str], list[str]]:
 
 # --- facts ----------------------------------------------------------------------------------------------------
 
+MAX_LINES = 3000  # a report is read from its head; longer incidents are panics looping or log floods
+FACT_LINES = 400
+
+
 def analyze(kind: str, bodies: list[str]) -> Report:
-    """Title, guilty function, module, host facts, frames and signature of one crash report."""
-    rep, all_bodies = _report_lines(kind, list(bodies))
+    """Title, guilty function, module, host facts, frames and signature of one crash report.
+
+    `bodies`: the incident's lines from the first trigger on (context before it is skipped), printk-stripped
+    or raw; raw lines let the caller ids keep interleaved tasks apart. Pure and cheap (~1 ms for 100 lines),
+    so the correlator may call it again as lines arrive."""
+    rep, all_bodies = _report_lines(kind, list(bodies[:MAX_LINES]))
     rep = _expand_arm(rep)
     ctx = _Ctx(rep or [""])
     try:
@@ -819,8 +833,9 @@ def analyze(kind: str, bodies: list[str]) -> Report:
     except Exception:  # noqa: BLE001 - a malformed report must still give an incident
         title, function, module = (rep[0].strip()[:120] if rep else kind), None, None
     r = Report(title=title, function=function, module=module)
-    for b in rep[:200] + all_bodies:
-        if r.cpu is None:
+    for b in rep[:FACT_LINES] + all_bodies[:FACT_LINES]:
+        # substring tests first: this loop may see thousands of lines per refresh of a long incident
+        if r.cpu is None and "PID: " in b:
             m = _CPU_LINE.search(b)
             if m:
                 r.cpu, r.pid, r.comm = int(m.group(1)), int(m.group(2)), m.group(3)
@@ -829,11 +844,11 @@ def analyze(kind: str, bodies: list[str]) -> Report:
             if m:
                 r.taint = re.sub(r"\s+", "", m.group(1)) if m.group(1) is not None else ""
                 r.kernel_release = r.kernel_release or m.group(2)
-        if r.hardware is None:
+        if r.hardware is None and "Hardware name: " in b:
             m = _HW.match(b.strip())
             if m:
                 r.hardware = m.group(1)
-        if r.kernel_release is None:
+        if r.kernel_release is None and "Linux version " in b:
             m = _LINUX_VERSION.search(b)
             if m:
                 r.kernel_release = m.group(1)
