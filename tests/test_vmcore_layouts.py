@@ -224,3 +224,11 @@ def test_recognise_never_raises(rel: str, names: list[str]) -> None:
     if d is not None:
         assert d.layout in ("rhel", "debian", "suse")
         assert d.host_hint is None or ("/" not in d.host_hint and d.host_hint not in (".", ".."))
+
+
+def test_dumpdir_knows_its_debug_vmlinux_rule() -> None:
+    d = recognise("202611251015", ["dmesg.202611251015", "dump.202611251015"])
+    assert d.debug_vmlinux("6.1.0-18-amd64") == "/usr/lib/debug/boot/vmlinux-6.1.0-18-amd64"
+    d = recognise("10.0.0.7-2026-11-25-10:15:02", ["vmcore"])
+    assert d.debug_vmlinux("5.14.0-362.el9.x86_64") == "/usr/lib/debug/lib/modules/5.14.0-362.el9.x86_64/vmlinux"
+    assert d.crash_command("5.14", "/v").startswith("crash /usr/lib/debug/lib/modules/5.14/vmlinux")

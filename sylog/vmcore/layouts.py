@@ -72,6 +72,13 @@ class DumpDir(msgspec.Struct, kw_only=True):
     flattened: bool = False  # the tool writes makedumpfile flattened format here
     needs_readme: bool = False  # SUSE: completeness decided by README.txt text (see suse_readme_final)
 
+    def debug_vmlinux(self, release: str | None) -> str | None:
+        """Where this distribution's debug package puts the vmlinux ``crash`` needs (see :func:`debug_vmlinux`)."""
+        return debug_vmlinux(self.layout, release)
+
+    def crash_command(self, release: str | None, vmcore_path: str) -> str:
+        return crash_command(self.layout, release, vmcore_path)
+
 
 def _valid_host(name: str) -> bool:
     if _is_ip(name):
