@@ -359,3 +359,26 @@ def test_safe_while_the_server_appends(tmp_path):
         stop.set()
         th.join(30)
     assert runs >= 1
+
+
+def test_around_finds_the_trigger_inside_a_batch_with_one_receive_time(tmp_path, capsysbinary):
+    """A TCP batch shares one receive time: the anchor is the trigger line, not the batch's first line."""
+    t = T0 + 30
+    lines = write_timeline(tmp_path, "b1", [(T0, b"earlier")] + [(t, b"ctx %d" % i) for i in range(4)] + [
+        (t, b"general protection fault, probably for non-canonical address 0xdead"), (t, b"RIP: x"), (T0 + 31, b"z")])
+    d = tmp_path / "incidents" / "b1"
+    d.mkdir(parents=True)
+    # 1. only the trigger text (no .log): found by substring among the lines of that instant
+    (d / "i1.json").write_bytes(orjson.dumps({"id": "i1", "host": "b1", "first_seen": stamp(t).decode(),
+                                              "trigger": "general protection fault, probably for"}))
+    rc, out, _ = run_cli(capsysbinary, "b1", "--data-dir", str(tmp_path), "--around", "i1", "--before", "2",
+                         "--after", "2")
+    assert rc == 0 and out == b"".join(lines[3:7])
+    # 2. the .log names the exact line (ctx 2 here, to tell it from the text match)
+    (d / "i2.json").write_bytes(orjson.dumps({"id": "i2", "host": "b1", "first_seen": stamp(t).decode(),
+                                              "trigger": "general protection", "log_path": str(d / "i2.log")}))
+    (d / "i2.log").write_bytes(lines[1] + b"---- sylog: crash lines of incident i2 follow (1 context lines above) "
+                               b"----\n" + lines[3] + lines[4])
+    rc, out, _ = run_cli(capsysbinary, "b1", "--data-dir", str(tmp_path), "--around", "i2", "--before", "1",
+                         "--after", "1")
+    assert rc == 0 and out == lines[2] + lines[3]

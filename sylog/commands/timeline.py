@@ -426,6 +426,60 @@ def find_incident(data_dir: Path, ident: str) -> dict:
         raise TimelineError(str(e)) from None
 
 
+def trigger_line(inc: dict) -> bytes | None:
+    """The exact stored line that opened the incident: the first crash line of its ``.log`` (the store writes the
+    timeline line itself there, after the context and a separator line)."""
+    try:
+        from sylog.incidents.store import SEPARATOR_PREFIX
+    except ImportError:  # pragma: no cover
+        SEPARATOR_PREFIX = b"---- sylog: crash lines of incident "
+    path = str(inc.get("path") or "")
+    lp = inc.get("log_path") or (path[:-5] + ".log" if path.endswith(".json") else "")
+    if not lp:
+        return None
+    try:
+        with open(lp, "rb") as f:
+            data = f.read(64 * 1024 * 1024)
+    except OSError:
+        return None
+    i = data.find(SEPARATOR_PREFIX)
+    if i < 0 or (i > 0 and data[i - 1 : i] != b"\n"):
+        return None
+    j = data.find(b"\n", i)
+    k = data.find(b"\n", j + 1) if j >= 0 else -1
+    return data[j + 1 : k + 1] if k > j >= 0 else None
+
+
+def refine_anchor(fd: int, start: int, size: int, t_us: int, want: bytes | None, text: bytes | None) -> int:
+    """Among the lines stamped exactly ``t_us`` from ``start`` (one receive batch shares one time), the offset of
+    the trigger line — ``want`` exactly, else the first containing ``text`` — or ``start`` when it is not there."""
+    if not want and not text:
+        return start
+    pos, carry, scanned = start, b"", 0
+    while pos < size and scanned < 64 * 1024 * 1024:
+        buf = os.pread(fd, min(PROBE, size - pos), pos)
+        if not buf:
+            break
+        data = carry + buf
+        base = pos - len(carry)
+        pos += len(buf)
+        scanned += len(buf)
+        b = 0
+        while True:
+            nl = data.find(b"\n", b)
+            if nl < 0:
+                break
+            ln = data[b : nl + 1]
+            t = line_time(ln[:48])
+            if t is not None and t > t_us:
+                return start
+            if (want and ln == want) or (not want and text and text in ln):
+                return base + b
+            b = nl + 1
+        carry = data[b:]
+    return start
+
+
 def run_around(out: Output, data_dir: Path, hdir: Path, ident: str, before: int, after: int,
                rx: Grep | None) -> None:
     inc = find_incident(data_dir, ident)
@@ -441,7 +495,13 @@ def run_around(out: Output, data_dir: Path, hdir: Path, ident: str, before: int,
     anchor_off = 0
     if idx < len(files):
         with open(files[idx], "rb") as f:
-            anchor_off = find_offset(f.fileno(), complete_size(f.fileno()), t0)
+            fd = f.fileno()
+            size = complete_size(fd)
+            anchor_off = find_offset(fd, size, t0)
+            trig = inc.get("trigger")
+            anchor_off = refine_anchor(fd, anchor_off, size, to_us(t0), trigger_line(inc),
+                                       trig.encode("utf-8", "surrogateescape") if isinstance(trig, str) and trig
+                                       else None)
     keep = (lambda line: True) if rx is None else rx.keep
     back: list[bytes] = []
     if before > 0:
