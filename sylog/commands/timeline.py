@@ -544,10 +544,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", help="end (inclusive): duration back from now or date/time")
     p.add_argument("--grep", metavar="REGEX", help="only lines matching this regex (bytes, Python syntax)")
     p.add_argument("-i", "--ignore-case", action="store_true", help="--grep ignores case")
-    p.add_argument("--around", metavar="ID", help="the lines around incident ID's first_seen")
-    p.add_argument("--before", type=int, default=50, metavar="N", help="with --around: lines before (default 50)")
+    p.add_argument("--around", metavar="ID", help="the lines around incident ID's trigger (its first_seen); "
+                   "with --grep, N counts matching lines")
+    p.add_argument("--before", type=int, default=50, metavar="N",
+                   help="with --around: lines before the trigger (default 50)")
     p.add_argument("--after", type=int, default=20, metavar="N",
-                   help="with --around: lines from first_seen on (default 20)")
+                   help="with --around: lines from the trigger on, the trigger included (default 20)")
     p.set_defaults(func=run)
 
 
