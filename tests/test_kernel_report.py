@@ -562,3 +562,33 @@ def test_stall_signature_ignores_the_victim_stack_below_the_anchor():
     # while for a fault the callers of the guilty function are part of the identity
     other = ZFS_NULL.replace("zio_execute+0x94/0x170 [zfs]", "zio_nowait+0x94/0x170 [zfs]")
     assert run(other)[1].signature != run(ZFS_NULL)[1].signature
+
+
+def test_more_report_shapes():
+    cases = [
+        ("warning", "WARNING: kernel/foo.c:12 at 0x0, CPU#1: syz.0.1/1234\nRIP: 0010:foo_check+0x12/0x34\n"
+                    "Call Trace:\n <TASK>\n foo_ioctl+0x55/0x90\n </TASK>", "WARNING in foo_check", "foo_check"),
+        ("warning", "WARNING: fs/ext4/inode.c:123 at ext4_foo+0x12/0x34, CPU#0: kworker/0:1/12",
+         "WARNING in ext4_foo", "ext4_foo"),
+        ("warning", "WARNING: bad unlock balance detected!\n6.1.0 #1 Not tainted\n-----\n"
+                    "app/1234 is trying to release lock (&sb->s_type->i_mutex_key) at:\n foo_release+0x12/0x34\n"
+                    "but there are no more locks to release!", "WARNING: bad unlock balance in foo_release",
+         "foo_release"),
+        ("bug", "BUG: workqueue lockup - pool cpus=0 node=0 flags=0x0 nice=0 stuck for 140s!",
+         "BUG: workqueue lockup", None),
+        ("sanitizer", "UBSAN: shift-out-of-bounds in net/sched/sch_api.c:123:45\n"
+                      "shift exponent 32 is too large for 32-bit type 'int'\nCall Trace:\n <TASK>\n"
+                      " dump_stack_lvl+0x1/0x2\n ubsan_epilogue+0x1/0x2\n __ubsan_handle_shift_out_of_bounds+0x1/0x2\n"
+                      " qdisc_get_rtab+0x1/0x2\n tc_modify_qdisc+0x1/0x2", "UBSAN: shift-out-of-bounds in qdisc_get_rtab",
+         "qdisc_get_rtab"),
+        ("sanitizer", "BUG: KCSAN: data-race in generic_fillattr / inode_set_ctime_current",
+         "KCSAN: data-race in generic_fillattr / inode_set_ctime_current", "generic_fillattr"),
+        ("sanitizer", "BUG: KMSAN: kernel-infoleak in instrument_copy_to_user include/linux/instrumented.h:114 [inline]\n"
+                      " instrument_copy_to_user include/linux/instrumented.h:114 [inline]\n"
+                      " _copy_to_user+0xbc/0x110 lib/usercopy.c:40\n"
+                      " sctp_getsockopt_assoc_stats+0x3a1/0x4c0 net/sctp/socket.c:6930",
+         "KMSAN: kernel-infoleak in sctp_getsockopt_assoc_stats", "sctp_getsockopt_assoc_stats"),
+    ]
+    for kind, text, title, func in cases:
+        r = analyze(kind, text.split("\n"))
+        assert (r.title, r.function) == (title, func), text

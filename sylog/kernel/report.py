@@ -256,6 +256,10 @@ def _pick(cands: list[tuple[str, str | None]], *skips: re.Pattern[str]) -> tuple
     for f, mod in cands:
         if not any(s.search(f) for s in skips):
             return f, mod
+    if len(skips) > 1:  # a report-specific list ate everything: the generic one alone still beats dump_stack
+        for f, mod in cands:
+            if not skips[0].search(f):
+                return f, mod
     return (cands[0] if cands else (None, None))
 
 
@@ -353,13 +357,15 @@ def _first_after(ctx: _Ctx, rx: re.Pattern[str] | None, limit: int = 40,
         else:
             return []
     out: list[tuple[str, str | None]] = []
+    after_at = False
     for b in ctx.bodies[start:start + 40]:
         m = _AT.search(b)
         f = (_clean(m.group(1)), None) if m else None
         if f is None:
             fr = _frame(b)
-            if fr and b.lstrip().startswith("[<"):
+            if fr and (after_at or b.lstrip().startswith("[<")):
                 f = fr
+        after_at = b.rstrip().endswith(" at:")
         if f:
             out.append(f)
             if len(out) >= n_at:
@@ -650,6 +656,10 @@ def _warning_title(ctx: _Ctx, h: str, odebug: bool = False) -> tuple[str, str | 
         f, mod = _pick(_warn_cands(ctx), _GENERIC_SKIP, cls[2])
         return f"{cls[1]} in {f}" if f else cls[1], f, mod
     m = _WARN_NEW.match(h) or _WARN.match(h)
+    if not m and re.match(r"WARNING: (?:CPU: \d+ PID: -?\d+ at )?\S+\.[chS]:\d+ at ", h):
+        # a WARN site without a symbol (`WARNING: kernel/foo.c:12 at 0x0, CPU#1: ...`): RIP and trace say where
+        f, mod = _rip_then_trace(ctx)
+        return (f"WARNING in {f}" if f else "WARNING"), f, mod
     if not m:
         # a WARNING: whose text is its identity (`WARNING: kernel stack regs at ... has bad 'bp' value`)
         t = re.sub(r" at (?:[0-9a-f]+|\s*\(ptrval\)) in \S+", "", h)
@@ -734,7 +744,7 @@ def _bug_title(ctx: _Ctx, h: str) -> tuple[str, str | None, str | None]:
         # block device and fs type in the message only split one bug into many: keep the operation
         return "BUG: Dentry still in use in unmount", None, None
     # description: drop `at file:line`, `: comm/pid`, `on CPU#n, comm/pid`, `[00000000]`, addresses
-    desc = re.split(r"(?: at [\w./-]+:\d+| at [0-9a-f]+|: |, | on CPU#?\d+| on address|!)", text, maxsplit=1)[0]
+    desc = re.split(r"(?: at [\w./-]+:\d+| at [0-9a-f]+|: |, | on CPU#?\d+| on address|!| - )", text, maxsplit=1)[0]
     desc = re.sub(r"\s*\[[0-9a-f]+\]", "", desc)
     desc = re.sub(r"^Bad page (state|map) in process.*", r"Bad page \1", desc)
     desc = re.sub(r"\s+", " ", desc).strip()
