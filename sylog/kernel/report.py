@@ -656,8 +656,16 @@ def _warning_title(ctx: _Ctx, h: str, odebug: bool = False) -> tuple[str, str | 
         f, mod = _pick(_warn_cands(ctx), _GENERIC_SKIP, cls[2])
         return f"{cls[1]} in {f}" if f else cls[1], f, mod
     m = _WARN_NEW.match(h) or _WARN.match(h)
-    if not m and re.match(r"WARNING: (?:CPU: \d+ PID: -?\d+ at )?\S+\.[chS]:\d+ at ", h):
+    nosym = None if m else re.match(r"WARNING: (?:CPU: \d+ PID: -?\d+ at )?(\S+\.[chS]):\d+ at ", h)
+    if nosym:
         # a WARN site without a symbol (`WARNING: kernel/foo.c:12 at 0x0, CPU#1: ...`): RIP and trace say where
+        fl = nosym.group(1)
+        for test, prefix, skip in _WARN_CLASSES:
+            if test(fl, ""):
+                f, mod = _pick(_warn_cands(ctx), _GENERIC_SKIP, skip)
+                if prefix in ("usb_submit_urb", "WARNING in"):
+                    return f"WARNING in {f}", f, mod
+                return f"{prefix} in {f}" if f else prefix, f, mod
         f, mod = _rip_then_trace(ctx)
         return (f"WARNING in {f}" if f else "WARNING"), f, mod
     if not m:
