@@ -282,6 +282,8 @@ def test_host_name_is_folded(three_days, capsysbinary):
         (["db-07", "--around", "nope"], "no incidents in"),
         (["db-07", "--around", "../x"], "not an incident ID"),
         (["db-07", "--around", "x", "--since", "1h"], "cannot be combined"),
+        (["db-07", "--around", "x", "-f"], "cannot be combined"),
+        (["db-07", "-f", "--until", "1h"], "--follow cannot be combined with --until"),
     ],
 )
 def test_errors_are_one_line_and_nonzero(three_days, capsysbinary, argv, needle):
@@ -382,3 +384,68 @@ def test_around_finds_the_trigger_inside_a_batch_with_one_receive_time(tmp_path,
     rc, out, _ = run_cli(capsysbinary, "b1", "--data-dir", str(tmp_path), "--around", "i2", "--before", "1",
                          "--after", "1")
     assert rc == 0 and out == lines[2] + lines[3]
+
+
+def test_follow_prints_new_lines_and_new_day_files(tmp_path):
+    """`timeline -f` in a real process: existing lines, then appended ones (half lines held back until complete),
+    then a new day's file, then lines written late into the old file just after the rollover."""
+    import threading
+    import time
+
+    lines = write_timeline(tmp_path, "f1", [(T0 + i, b"old %d" % i) for i in range(3)])
+    d = tmp_path / "timelines" / "f1"
+    proc = subprocess.Popen([sys.executable, "-m", "sylog", "timeline", "f1", "--data-dir", str(tmp_path), "-f",
+                             "--follow-interval", "0.05"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    got: list[bytes] = []
+
+    def reader() -> None:
+        for ln in proc.stdout:
+            got.append(ln)
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+
+    def wait_lines(n: int) -> None:
+        deadline = time.monotonic() + 20
+        while len(got) < n:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, got
+            time.sleep(0.02)
+
+    try:
+        wait_lines(3)
+        day1 = d / "2026-11-23.log"
+        new1 = line(T0 + 10, "f1", b"appended")
+        with open(day1, "ab") as f:
+            f.write(new1[:15])
+            f.flush()
+            time.sleep(0.2)  # a half line is not printed ...
+            assert len(got) == 3
+            f.write(new1[15:])  # ... until it is complete
+        wait_lines(4)
+        new2 = line(T0 + 7200, "f1", b"next day")
+        (d / "2026-11-24.log").write_bytes(new2)
+        wait_lines(5)
+        late = line(T0 + 11, "f1", b"late batch")
+        with open(day1, "ab") as f:
+            f.write(late)
+        wait_lines(6)
+        more = line(T0 + 7201, "f1", b"next day 2")
+        with open(d / "2026-11-24.log", "ab") as f:
+            f.write(more)
+        wait_lines(7)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        th.join(5)
+    assert got == lines + [new1, new2, late, more]
+
+
+def test_follow_with_since_past_all_files_does_not_replay_history(tmp_path):
+    out = tmp_path / "out"
+    write_timeline(tmp_path, "f2", [(T0, b"old")])
+    hdir = tmp_path / "timelines" / "f2"
+    (hdir / "2026-11-25.log").write_bytes(line(T0 + 2 * 86400, "f2", b"new"))
+    with open(out, "wb") as fh:
+        tl.follow(tl.Output(fh), hdir, None, None, 0.01, min_day="2026-11-25", max_polls=3)
+    assert out.read_bytes() == line(T0 + 2 * 86400, "f2", b"new")

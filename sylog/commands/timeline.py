@@ -550,6 +550,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --around: lines before the trigger (default 50)")
     p.add_argument("--after", type=int, default=20, metavar="N",
                    help="with --around: lines from the trigger on, the trigger included (default 20)")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="keep printing lines as they arrive, across day files (Ctrl-C to stop)")
+    p.add_argument("--follow-interval", type=float, default=0.25, metavar="S", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -576,8 +579,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.around and (args.since or args.until):
-        raise TimelineError("--around cannot be combined with --since/--until")
+    if args.around and (args.since or args.until or args.follow):
+        raise TimelineError("--around cannot be combined with --since/--until/--follow")
+    if args.follow and args.until:
+        raise TimelineError("--follow cannot be combined with --until")
     if args.before < 0 or args.after < 0:
         raise TimelineError("--before/--after must be >= 0")
     rx = None
@@ -597,6 +602,7 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if since is not None and until is not None and until < since:
             return 0
+        last: tuple[Path, int] | None = None
         for path in day_files(hdir, since, until):
             try:
                 f = open(path, "rb")
@@ -609,6 +615,53 @@ def _run(args: argparse.Namespace) -> int:
                 end = find_offset(fd, size, until, after=True) if until is not None else size
                 if end > start:
                     stream_range(out, fd, start, end, rx)
+                last = (path, max(start, end))
+        if args.follow:
+            follow(out, hdir, last, rx, args.follow_interval, min_day=day_of(since) if since is not None else "")
     finally:
         out.flush()
     return 0
+
+
+def follow(out: Output, hdir: Path, last: tuple[Path, int] | None, rx: Grep | None, interval: float,
+           *, min_day: str = "", max_polls: int | None = None) -> None:
+    """``tail -f`` for a host: print complete lines as they are appended, then move on to the next day's file.
+
+    Polls (the server batches writes every ~200 ms anyway). After a day rolls over, the old file is still watched
+    for a few polls, for the last batch written across midnight. A file that shrank is read again from its start.
+    Runs until interrupted (or ``max_polls``, for tests).
+    """
+    import time
+
+    cur, off = last if last is not None else (None, 0)
+    old: list[tuple[Path, int, int]] = []  # (path, offset, polls left) of files left behind at a rollover
+    polls = 0
+    while max_polls is None or polls < max_polls:
+        polls += 1
+        old = [(p, _drain(out, p, o, rx), n - 1) for p, o, n in old if n > 0]
+        if cur is not None:
+            off = _drain(out, cur, off, rx)
+        newer = [p for p in day_files(hdir, None, None) if (p.name > cur.name if cur is not None
+                                                             else p.name[:10] >= min_day)]
+        if newer:
+            if cur is not None:
+                old.append((cur, off, 8))
+            cur, off = newer[0], 0
+            continue
+        out.flush()
+        time.sleep(interval)
+
+
+def _drain(out: Output, path: Path, off: int, rx: Grep | None) -> int:
+    """Print what was appended to ``path`` after ``off`` (complete lines); the new offset."""
+    try:
+        with open(path, "rb") as f:
+            fd = f.fileno()
+            size = complete_size(fd)
+            if size < off:
+                off = 0
+            if size > off:
+                stream_range(out, fd, off, size, rx)
+            return size
+    except FileNotFoundError:
+        return off
