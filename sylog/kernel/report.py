@@ -178,9 +178,6 @@ _STALL_ANCHORS = re.compile("|".join((
     r"__do_fault", r"do_page_fault", r"^page_fault$", r"__fput", r"task_work_run", r"exit_to_usermode",
     r"smp_call_function", r"tasklet_action", r"tasklet_hi_action",
 )))
-_SYSCALL_PREFIX = re.compile(r"^(?:__(?:x64|ia32|arm64|riscv|s390x?)_)?(?:__se_|__do_|SYSC_|SyS_|compat_SYSC_|"
-                             r"compat_SyS_)?(?:compat_)?")
-
 
 class _Ctx:
     """The report's lines (bodies) from the trigger on, with the trace parsed once."""
@@ -216,7 +213,7 @@ class _Ctx:
             f = _frame(b)
             if f:
                 out.append(f)
-            elif (out or len(out) == 0) and _TRACE_STOP.match(b):
+            elif _TRACE_STOP.match(b):
                 if out:
                     break
             else:
@@ -441,9 +438,11 @@ def _title_and_function(kind: str, ctx: _Ctx) -> tuple[str, str | None, str | No
             prefix = "BUG: unable to handle kernel paging request"
         return with_fn(prefix, _rip_then_trace(ctx))
     # lockups and stalls
+    if h.startswith("unregister_netdevice: waiting for"):
+        return "unregister_netdevice: waiting for DEV to become free", None, None
     if kind == "soft-lockup" or h.startswith("BUG: soft lockup"):
-        return with_fn("BUG: soft lockup", _stall([(f, m) for _, f, m in ctx.rips[:1]] + trace())
-                       if ctx.rips or trace() else (None, None))
+        fm = _stall([(f, m) for _, f, m in ctx.rips[:1]] + trace())
+        return with_fn("BUG: soft lockup", fm if fm[0] else _rip_then_trace(ctx))
     if kind == "hard-lockup" or "hard LOCKUP" in h:
         fm = _stall([(f, m) for _, f, m in ctx.rips[:1]] + trace())
         if fm[0] is None:
@@ -466,11 +465,13 @@ def _title_and_function(kind: str, ctx: _Ctx) -> tuple[str, str | None, str | No
     if h.startswith("VFS: Unable to mount root fs"):
         return "kernel panic: VFS: Unable to mount root fs", None, None
     if re.match(r"(?:sysrq: |SysRq ?: )+Trigger a crash", h):
-        for b in ctx.bodies[1:]:
-            if b.startswith(("BUG:", "Unable to handle", "Kernel panic", "Internal error", "Oops")):
-                break
+        # the deliberate crash that follows (NULL store, or panic() on newer kernels) points at the handler
         fm = _rip_then_trace(ctx)
         return with_fn("sysrq: Trigger a crash", fm if fm[0] else ("sysrq_handle_crash", None))
+    if h.startswith("VFS: "):  # `Busy inodes after unmount`, `Close: file count is 0`: use-after-free symptoms
+        return _norm_text(h.split(". ", 1)[0].rstrip(".")), None, None
+    if h.startswith("Alignment trap"):
+        return with_fn("Alignment trap", _rip_then_trace(ctx))
     # BUG()/die()
     m = _KBUG.match(h)
     if m:
@@ -672,9 +673,8 @@ def _warning_title(ctx: _Ctx, h: str, odebug: bool = False) -> tuple[str, str | 
         # a WARNING: whose text is its identity (`WARNING: kernel stack regs at ... has bad 'bp' value`)
         t = re.sub(r" at (?:[0-9a-f]+|\s*\(ptrval\)) in \S+", "", h)
         t = re.sub(r"\s+\(?ptrval\)?|\s+[0-9a-f]{8,16}", "", t).strip()
-        if "kernel stack" in t:
-            t = re.sub(r" has bad .*", " has bad value", t) if "frame pointer" in t else t
-            t = t.replace("kernel stack regs has bad 'bp' value", "kernel stack regs has bad 'bp' value")
+        if "kernel stack frame pointer" in t:
+            t = re.sub(r" has bad .*", " has bad value", t)
         return _norm_text(t), None, None
     fl, fn = (m.group(1) or ""), _clean(m.group(2))
     for test, prefix, skip in _WARN_CLASSES:
@@ -756,8 +756,7 @@ def _bug_title(ctx: _Ctx, h: str) -> tuple[str, str | None, str | None]:
     desc = re.sub(r"\s*\[[0-9a-f]+\]", "", desc)
     desc = re.sub(r"^Bad page (state|map) in process.*", r"Bad page \1", desc)
     desc = re.sub(r"\s+", " ", desc).strip()
-    if desc.startswith("using __this_cpu") or desc.startswith("using smp_processor_id"):
-        desc = desc.replace("preemptible code", "preemptible code").replace(" in preemptible", " in preemptible")
+    if desc.startswith(("using __this_cpu", "using smp_processor_id")):
         desc = re.sub(r"\) in preemptible.*", ") in preemptible code", desc)
     for key, skip in _BUG_SKIPS:
         if key in desc:
