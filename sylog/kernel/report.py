@@ -15,6 +15,7 @@ timer, softirq...), because the looping code is spread over many functions.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 
 import msgspec
@@ -469,7 +470,7 @@ def _title_and_function(kind: str, ctx: _Ctx) -> tuple[str, str | None, str | No
         fm = _rip_then_trace(ctx)
         return with_fn("sysrq: Trigger a crash", fm if fm[0] else ("sysrq_handle_crash", None))
     if h.startswith("VFS: "):  # `Busy inodes after unmount`, `Close: file count is 0`: use-after-free symptoms
-        return _norm_text(h.split(". ", 1)[0].rstrip(".")), None, None
+        return re.sub(r" of \S+$", "", _norm_text(h.split(". ", 1)[0].rstrip("."))), None, None
     if h.startswith("Alignment trap"):
         return with_fn("Alignment trap", _rip_then_trace(ctx))
     # BUG()/die()
@@ -842,7 +843,7 @@ def analyze(kind: str, bodies: list[str]) -> Report:
     `bodies`: the incident's lines from the first trigger on (context before it is skipped), printk-stripped
     or raw; raw lines let the caller ids keep interleaved tasks apart. Pure and cheap (~1 ms for 100 lines),
     so the correlator may call it again as lines arrive."""
-    rep, all_bodies = _report_lines(kind, list(bodies[:MAX_LINES]))
+    rep, all_bodies = _report_lines(kind, list(itertools.islice(bodies, MAX_LINES)))
     rep = _expand_arm(rep)
     ctx = _Ctx(rep or [""])
     try:
