@@ -148,3 +148,38 @@ def test_logger_tcp_many_messages_no_loss(sylog_server: SylogServer, framing: st
     # and nothing arrived twice
     count = sum(1 for r in sylog_server.records(host) if t in r.msg)
     assert count == n
+
+
+def test_logger_kernel_tagged_oops_opens_an_incident(sylog_server: SylogServer) -> None:
+    """A relay that lost the kern facility (logger cannot send it): tag ``kernel`` alone makes the lines kernel
+    lines, so an oops piped through ``logger -t kernel`` still becomes an incident for this host."""
+    t = token()
+    oops = "\n".join([
+        f"[ 4242.000001] BUG: unable to handle page fault for address: ffffffffc0badd{t[:2]}",
+        "[ 4242.000002] #PF: supervisor read access in kernel mode",
+        "[ 4242.000003] Oops: 0000 [#1] SMP PTI",
+        "[ 4242.000004] CPU: 1 PID: 77 Comm: loggertest Tainted: G           O      6.1.0-18-amd64 #1",
+        "[ 4242.000005] RIP: 0010:loggertest_read+0x11/0x40 [loggertest]",
+        "[ 4242.000006] Call Trace:",
+        "[ 4242.000007]  <TASK>",
+        "[ 4242.000008]  loggertest_read+0x11/0x40 [loggertest]",
+        "[ 4242.000009]  vfs_read+0xb0/0x2c0",
+        "[ 4242.000010]  ksys_read+0x5f/0xe0",
+        "[ 4242.000011]  do_syscall_64+0x3b/0x90",
+        "[ 4242.000012]  </TASK>",
+        "[ 4242.000013] ---[ end trace 0000000000000000 ]---",
+    ]) + "\n"
+    logger(sylog_server, "tcp", "--octet-count", "--rfc5424", "-p", "user.warning", "-t", "kernel",
+           input=oops.encode())
+    host = this_host()
+
+    def incident() -> dict | None:
+        for inc in sylog_server.incidents():
+            if inc.get("host") == host and inc.get("function") == "loggertest_read":
+                return inc
+        return None
+
+    inc = wait_for(incident, 15, what=f"an incident for {host} from kernel-tagged lines",
+                   diagnose=lambda: repr(sylog_server.incidents()) + "\n" + sylog_server.dump())
+    assert inc["kind"] in ("page-fault", "oops"), inc
+    assert inc["module"] == "loggertest" and inc["kernel_release"] == "6.1.0-18-amd64", inc
