@@ -10,6 +10,7 @@ import os
 import sys
 import textwrap
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import msgspec
@@ -422,3 +423,35 @@ def test_load_config_has_alerts(tmp_path):
     assert load_config(None).alert == []
     d = AlertDispatcher.from_config(c)
     assert [h.name for h in d.hooks] == ["webhook0"]
+
+
+async def test_fleet_rule_survives_a_restart_by_seeding_from_disk(tmp_path):
+    """Two hosts crashed before the restart; the third after it completes the fleet alert — and a threshold
+    already reached before the restart does not fire again."""
+    from types import SimpleNamespace
+
+    now = time.time()
+
+    def put(host: str, sig: str, ago: float) -> None:
+        d = tmp_path / "incidents" / host
+        d.mkdir(parents=True, exist_ok=True)
+        first = datetime.fromtimestamp(now - ago, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        (d / f"{sig}-{host}.json").write_bytes(incident(host=host, sig=sig, iid=f"{sig}-{host}", first_seen=first))
+
+    put("a", "S", 100)
+    put("b", "S", 50)
+    put("old", "S", 5000)  # outside the 600 s window
+    for h in ("x", "y", "z"):
+        put(h, "T", 10)  # T already reached 3 hosts before the restart
+    async with Receiver() as r:
+        conf = SimpleNamespace(data_dir=str(tmp_path), alert=[cfg(type="webhook", url=r.url, fleet_hosts=3,
+                                                                  fleet_window=600)])
+        d = AlertDispatcher.from_config(conf, now=now)
+        stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        d.on_incident("opened", incident(host="w", sig="T", iid="t-w", first_seen=stamp))
+        d.on_incident("opened", incident(host="c", sig="S", iid="s-c", first_seen=stamp))
+        await until(lambda: len(r.requests) == 1, what="fleet POST")
+        await d.aclose()
+    assert len(r.requests) == 1  # drained: T did not fire again
+    body = orjson.loads(r.requests[0]["body"])
+    assert body["signature"] == "S" and body["hosts"] == ["a", "b", "c"]

@@ -203,9 +203,59 @@ class AlertDispatcher:
         self.counters = {"events": 0, "ignored": 0, "bad_payload": 0}
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "AlertDispatcher":
-        """From :class:`sylog.config.Config` (its ``alert`` list; absent or empty: a dispatcher that does nothing)."""
-        return cls(getattr(cfg, "alert", None) or [])
+    def from_config(cls, cfg: Any, *, now: float | None = None) -> "AlertDispatcher":
+        """From :class:`sylog.config.Config` (its ``alert`` list; absent or empty: a dispatcher that does nothing).
+
+        Fleet rules are seeded from the incidents already in the data dir, so a restart neither forgets the hosts
+        counted so far nor fires again for a threshold that was already reached.
+        """
+        d = cls(getattr(cfg, "alert", None) or [])
+        data_dir = getattr(cfg, "data_dir", None)
+        if data_dir and any(h.fleet for h in d.hooks):
+            d.seed_fleet(data_dir, now=now)
+        return d
+
+    def seed_fleet(self, data_dir: str | os.PathLike, *, now: float | None = None) -> int:
+        """Feed the fleet rules (silently) with incidents on disk that are still inside their windows."""
+        hooks = [h for h in self.hooks if h.fleet is not None]
+        if not hooks:
+            return 0
+        now = time.time() if now is None else now
+        cutoff = now - max(h.fleet.window for h in hooks)  # type: ignore[union-attr]
+        found = []
+        base = os.path.join(os.fspath(data_dir), "incidents")
+        try:
+            hosts = list(os.scandir(base))
+        except OSError:
+            return 0
+        for hent in hosts:
+            if hent.name.startswith(".") or not hent.is_dir(follow_symlinks=False):
+                continue
+            try:
+                files = list(os.scandir(hent.path))
+            except OSError:
+                continue
+            for fent in files:
+                if fent.name.startswith(".") or not fent.name.endswith(".json"):
+                    continue
+                try:
+                    if fent.stat().st_mtime < cutoff:  # written last before the window opened: cannot count
+                        continue
+                    with open(fent.path, "rb") as f:
+                        inc = orjson.loads(f.read())
+                except (OSError, orjson.JSONDecodeError):
+                    continue
+                t = parse_stored_time(inc.get("first_seen")) if isinstance(inc, dict) else None
+                if t is not None and t >= cutoff and inc.get("signature"):
+                    found.append((t, inc))
+        found.sort(key=lambda x: x[0])
+        for t, inc in found:
+            for h in hooks:
+                h.fleet.observe(str(inc["signature"]), str(inc.get("host") or ""), t,  # type: ignore[union-attr]
+                                str(inc.get("id") or ""), kind=inc.get("kind"), title=inc.get("title"))
+        if found:
+            log.info("alerts: fleet rules seeded with %d recent incident(s) from %s", len(found), base)
+        return len(found)
 
     # --- entry points -----------------------------------------------------------------------------------------
 
