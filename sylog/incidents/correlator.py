@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from typing import Any, Callable
 
 from sylog.incidents.model import Incident, new_id, rfc3339
-from sylog.incidents.ring import DEFAULT_MAX_BYTES, ContextRing, pack
+from sylog.incidents.ring import BIG_LINE, BLOCK_LINES, DEFAULT_MAX_BYTES, ContextRing, pack
 
 REPORT_FIELDS = ("title", "function", "module", "kernel_release", "taint", "cpu", "pid", "comm", "hardware",
                  "frames", "signature")
@@ -99,11 +99,14 @@ class OpenIncident:
         return self.bodies + list(self.tail_bodies) if self.tail_bodies else self.bodies
 
 
-class _Host:
-    __slots__ = ("ring", "open", "seen", "booting", "boot_t", "max_ts", "clean", "crashed", "last_t")
+class _Host(ContextRing):
+    """A host's state machine; it IS its context ring (one object per host, and ``feed`` appends to the ring's
+    raw tail inline — the cheapest thing Python can do per message)."""
+
+    __slots__ = ("open", "seen", "booting", "boot_t", "max_ts", "clean", "crashed", "last_t")
 
     def __init__(self) -> None:
-        self.ring = ContextRing()
+        super().__init__()
         self.open: OpenIncident | None = None
         self.seen = False  # any line since the last boot (or since we started listening)
         self.booting = False
@@ -166,14 +169,20 @@ class Correlator:
                     st.clean = True
             except Exception:
                 self.counters["detector_errors"] += 1
-        blk = st.ring.append(line, self.context_lines, self._ring_cap)
-        if blk is not None:
-            if self.inline_pack:
-                st.ring.packed(blk, pack(blk[1]), self.context_lines, self._ring_cap)
-            else:
-                self.pending_blocks.append((st.ring, blk))
+        # ContextRing.append, inlined (timeline lines always end in one newline: format_line's contract).
+        tail = st._tail
+        tail.append(line)
+        if len(tail) >= BLOCK_LINES or len(line) >= BIG_LINE:
+            self._seal(st)
         st.seen = True
         st.last_t = recv_time
+
+    def _seal(self, st: _Host) -> None:
+        blk = st._seal(self.context_lines, self._ring_cap)
+        if self.inline_pack:
+            st.packed(blk, pack(blk[1]), self.context_lines, self._ring_cap)
+        else:
+            self.pending_blocks.append((st, blk))
 
     def _new_host(self, host: str) -> _Host:
         st = self.hosts[host] = _Host()
@@ -195,7 +204,7 @@ class Correlator:
         idle = sorted((st.last_t, h) for h, st in self.hosts.items() if st.open is None)
         for _, h in idle[: max(1, len(self.hosts) // 10)]:
             st = self.hosts.pop(h)
-            st.ring.clear()
+            st.clear()
             self.counters["hosts_forgotten"] += 1
 
     def _kernel(self, st: _Host, host: str, t: float, msg: Any, line: bytes) -> None:
@@ -235,7 +244,7 @@ class Correlator:
 
     def _open(self, st: _Host, host: str, t: float, hit: Any, body: str, line: bytes, msg: Any) -> None:
         kind = hit.kind
-        ctx = st.ring.lines(self.context_lines)
+        ctx = st.lines(self.context_lines)
         iid = self._id_factory(t)
         self._ids.add(iid)
         stamp = rfc3339(t)
@@ -320,7 +329,7 @@ class Correlator:
         st.seen = False
 
     def _unclean(self, st: _Host, host: str, t: float, msg: Any, line: bytes, body: str) -> None:
-        ctx = st.ring.lines(self.context_lines)
+        ctx = st.lines(self.context_lines)
         iid = self._id_factory(st.last_t or t)
         self._ids.add(iid)
         inc = Incident(id=iid, host=host, kind="unclean-reboot", kinds=["unclean-reboot"], fatal=False,
@@ -416,7 +425,7 @@ class Correlator:
     # --- introspection ----------------------------------------------------------------------------------------
 
     def ring_bytes_total(self) -> int:
-        return sum(h.ring.nbytes() for h in self.hosts.values())
+        return sum(h.nbytes() for h in self.hosts.values())
 
 
 def _is_fatal(hit: Any) -> bool:
