@@ -17,6 +17,7 @@ Helpers (module level, importable)
   ``wait_for(predicate, timeout, ...)``       poll until ``predicate()`` is truthy; returns that value.
   ``read_timeline(data_dir, host)``           all complete timeline lines of a host, day files in order.
   ``parse_timeline_line(line)``               -> :class:`TimelineRecord` (time, host, facility, severity, tag, msg).
+  ``port_in_use("tcp"|"udp", port)``          someone listens on / holds 127.0.0.1:port (readiness probes).
   ``run_cli(*args)``                          run ``python -m sylog ARGS`` -> CompletedProcess (bytes, bounded time).
   ``require_binary(name)``                    path of a program, or skip (fail when ``SYLOG_REQUIRE_REALCLIENTS=1``,
                                               as CI sets it, so real-client tests never silently skip there).
@@ -152,7 +153,7 @@ def timeline_hosts(data_dir: str | os.PathLike[str]) -> list[str]:
     return sorted(p.name for p in tdir.iterdir() if p.is_dir()) if tdir.is_dir() else []
 
 
-def _port_bound(kind: str, port: int) -> bool:
+def port_in_use(kind: str, port: int) -> bool:
     """True when someone holds ``127.0.0.1:port`` (TCP: accepts; UDP: our plain bind is refused)."""
     if kind == "tcp":
         try:
@@ -201,7 +202,7 @@ class SylogServer:
                 raise AssertionError(
                     f"sylog serve exited with {self.proc.returncode} during start-up: {self.args}\n{self.output()}"
                 )
-            return _port_bound("tcp", self.tcp_port) and _port_bound("udp", self.udp_port)
+            return port_in_use("tcp", self.tcp_port) and port_in_use("udp", self.udp_port)
 
         try:
             wait_for(ready, timeout, interval=0.05, what=f"sylog serve to listen on tcp/udp {self.tcp_port}/"

@@ -28,7 +28,7 @@ import pytest
 
 from sylog.syslog.hostnames import fold_host
 
-from conftest import SylogServer, TimelineRecord, _port_bound, free_port, require_binary, run_cli, wait_for
+from conftest import SylogServer, TimelineRecord, port_in_use, free_port, require_binary, run_cli, wait_for
 
 pytestmark = pytest.mark.realclient
 
@@ -83,7 +83,7 @@ action(type="omfile" file="{self.internal}")
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"rsyslogd exited with {self.proc.returncode} at start\n{self.diagnose()}")
-            return _port_bound("tcp", self.tcp_port) and _port_bound("udp", self.udp_port)
+            return port_in_use("tcp", self.tcp_port) and port_in_use("udp", self.udp_port)
 
         try:
             wait_for(ready, 20, what="rsyslogd to listen", diagnose=self.diagnose)
@@ -254,7 +254,7 @@ def test_rsyslog_queues_until_sylog_starts(
     t = uuid.uuid4().hex[:12]
     for i in range(5):
         relay.logger("tcp", "--rfc5424", "-p", "local4.info", "-t", "early", f"{t} early {i}")
-    assert not _port_bound("tcp", tcp_port)
+    assert not port_in_use("tcp", tcp_port)
     server = sylog_server_factory(tcp_port=tcp_port, udp_port=udp_port)
     host = this_host()
     wait_for(
