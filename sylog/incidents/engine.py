@@ -44,6 +44,7 @@ class IncidentEngine:
         self._dirty: dict[str, OpenIncident] = {}  # id -> record to write at the next tick
         self._events: dict[str, list[str]] = {}  # id -> events not yet announced to listeners
         self._inflight: asyncio.Future | None = None
+        self._writing: dict[str, OpenIncident] = {}  # id -> record whose snapshot is being written right now
         self._executor: ThreadPoolExecutor | None = None
         self._packer: ThreadPoolExecutor | None = None
         self._packing: asyncio.Future | None = None
@@ -96,6 +97,7 @@ class IncidentEngine:
         if self._inflight is not None and not self._inflight.done():
             return  # one batch at a time; the next tick takes what piled up
         batch = [self._snapshot(r) for r in self._dirty.values()]
+        self._writing = dict(self._dirty)
         self._dirty.clear()
         try:
             loop = asyncio.get_running_loop()
@@ -139,6 +141,7 @@ class IncidentEngine:
     def _done(self, batch: list, failed: list[tuple[str, BaseException]], now: float) -> None:
         """Loop thread: count, re-queue failures, tell listeners about incidents now on disk."""
         bad = {iid for iid, _ in failed}
+        self._writing = {}
         self.counters["write_batches"] += 1
         self.counters["writes"] += len(batch) - len(bad)
         if failed:
@@ -227,9 +230,10 @@ class IncidentEngine:
     # --- for other parts of sylog (vmcore linker, stats) ------------------------------------------------------
 
     def update_incident(self, host: str, iid: str, **fields: Any) -> bool:
-        """Set fields (e.g. ``vmcore=...``) of an incident still held in memory; False when it is not (then the
-        caller updates the files with ``sylog.query.incidents`` + ``IncidentStore.write``)."""
-        rec = self._dirty.get(iid) or self.corr.open.get(host)
+        """Set fields (e.g. ``vmcore=...``) of an incident the engine still holds (open, or waiting for / in the
+        middle of its write): the engine's next write carries them. False when it does not hold it: then the
+        files are the truth and the caller updates them itself (the engine will not write that incident again)."""
+        rec = self._dirty.get(iid) or self._writing.get(iid) or self.corr.open.get(host)
         if rec is None or rec.inc.id != iid:
             return False
         for k, v in fields.items():
