@@ -201,3 +201,27 @@ def test_builders_make_recognisable_complete_dumps(tmp_path: Path) -> None:
         info = read_dump_info(str(d / r.vmcore))
         assert info.crashtime == ct
         assert info.osrelease in (RELEASE_RHEL, RELEASE_DEB, RELEASE_SUSE)
+
+
+# A fatal machine check: kdump-tools greps "Fatal machine check" in the dmesg and then saves no vmcore at all.
+MCE_FATAL = """\
+[{t:10.6f}] mce: [Hardware Error]: Machine check events logged
+[{t1:10.6f}] mce: [Hardware Error]: CPU 7: Machine Check Exception: 5 Bank 4: be00000000800400
+[{t1:10.6f}] mce: [Hardware Error]: RIP !INEXACT! 10:<ffffffff8102f2a5> {{intel_idle+0x75/0x120}}
+[{t1:10.6f}] mce: [Hardware Error]: TSC 2f3b7a0c3e1d ADDR 1f2e3d4000 MISC 86
+[{t1:10.6f}] mce: [Hardware Error]: PROCESSOR 0:50654 TIME 1764065702 SOCKET 1 APIC 27 microcode 2007006
+[{t1:10.6f}] mce: [Hardware Error]: Run the above through 'mcelog --ascii'
+[{t1:10.6f}] mce: [Hardware Error]: Machine check: Processor context corrupt
+[{t2:10.6f}] Kernel panic - not syncing: Fatal machine check
+[{t2:10.6f}] Kernel Offset: 0x1a000000 from 0xffffffff81000000 (relocation range: 0xffffffff80000000-0xffffffffbfffffff)
+"""
+
+
+def make_debian_dmesg_only(root: Path, when: datetime, *, tag: str | None = None, rel: str = RELEASE_DEB,
+                           crash: str = MCE_FATAL) -> Path:
+    """What kdump-config leaves after a fatal hardware error: the stamp dir with dmesg.STAMP and no dump."""
+    stamp = f"{when:%Y%m%d%H%M}"
+    d = root / (f"{tag}-{stamp}" if tag else stamp)
+    d.mkdir(parents=True)
+    (d / f"dmesg.{stamp}").write_text(dmesg_text(rel, crash))
+    return d

@@ -377,3 +377,28 @@ def test_linked_incident_becomes_fatal(data: Path, crashdir: Path) -> None:
     assert (r.incident_id, r.matched_by) == (oops.id, "signature")
     inc = incidents(data, "db-07")[oops.id]
     assert inc.fatal and inc.kinds[-1] == "panic" and inc.kind == oops.kind
+
+
+def test_debian_hardware_error_dmesg_only_is_linked(data: Path, crashdir: Path) -> None:
+    from test_vmcore_build import MCE_FATAL, make_debian_dmesg_only
+
+    mce = make_debian_dmesg_only(crashdir, local(T), tag="db-07")
+    plain = make_debian_dmesg_only(crashdir, local(T + 300), tag="db-08", crash=OOPS_MLX5)  # dump still to come
+    res = {Path(r.dir).name: r for r in scan(data, crashdir)}
+    assert res[plain.name].status == "pending"
+    r = res[mce.name]
+    assert (r.status, r.matched_by, r.host) == ("created", "dump-only", "db-07")
+    inc = incidents(data, "db-07")[r.incident_id]
+    assert inc.kind == "mce" and inc.fatal
+    assert inc.vmcore["path"] is None and inc.vmcore["crash_command"] is None
+    assert "hardware error" in inc.vmcore["dump_skipped"]
+    assert inc.vmcore["dmesg"] == str(mce / f"dmesg.{mce.name[-12:]}")
+
+
+def test_suse_finished_without_vmcore_is_linked(data: Path, crashdir: Path) -> None:
+    d = make_suse(crashdir, local(T), host="web-3", crashtime=int(T))
+    (d / "vmcore").unlink()  # KDUMP_DUMPFORMAT=none, or deleted for KDUMP_FREE_DISK_SIZE
+    (d / "README.txt").write_text((d / "README.txt").read_text().replace(
+        "vmcore status: saved successfully", "vmcore status: skipped"))
+    [r] = scan(data, crashdir)
+    assert r.status == "created" and "vmcore status: skipped" in r.vmcore["dump_skipped"]

@@ -22,14 +22,19 @@ What each tool really writes (checked in the sources, not guessed):
   ``dump-incomplete[.gz|.bz2|.xz|.lz4]`` renamed to ``dump.$STAMP[ext]``; if makedumpfile fails it falls back
   to ``cp`` into ``vmcore-incomplete`` renamed to ``vmcore.$STAMP``. ``MAKEDUMP_ARGS`` always gets ``-F``,
   so the dump is in flattened format. ``kexec_cmd``, ``kdump_lock`` and the ``*_link`` symlinks live in the
-  same ``KDUMP_COREDIR`` and are not dumps.
+  same ``KDUMP_COREDIR`` and are not dumps. When the saved dmesg shows a fatal hardware error (it greps
+  "Fatal machine check", "[Hardware Error]: event severity: fatal", ...) it saves *no* vmcore: such a
+  directory is complete with its dmesg alone (:func:`debian_dump_skipped`). FTP targets get flat files
+  ``<ip>-dump.STAMP`` with no rename when done; they are not recognised (no safe completeness signal).
 * **SUSE kdump** — openSUSE/kdump ``dracut/kdump-save``: ``DUMPTIME=$(date +"%Y-%m-%d-%H-%M")``,
   ``SUBDIR=$DUMPTIME`` for ``file`` and ``$HOSTNAME-$DUMPTIME`` for remote protocols; files ``README.txt``
   (a *temporary* one first, saying "This file will be overwritten when the dump is finished"), ``dmesg``,
   ``vmcore`` (makedumpfile ``-F``, flattened), then the final ``README.txt`` ("Kernel crashdump", with
   ``Kernel version:`` and ``Crash time:``). Older kdumptool (``kdumptool/savedump.cc``) used
   ``YYYY-MM-DD-HH:MM`` (its purge glob still accepts ``[-:]``), so both separators are recognised.
-  Because README.txt exists from the start, completeness needs its text: see :func:`suse_readme_final`.
+  Because README.txt exists from the start, completeness needs its text: see :func:`suse_readme_final`. A final
+  README with no vmcore (``vmcore status: skipped`` for KDUMP_DUMPFORMAT=none, or deleted for lack of space) is
+  complete with its dmesg alone.
 
 Collectors often sort dumps per host: ``DIR/<host>/<dump dir>/``; the first path component then names the host.
 """
@@ -71,6 +76,9 @@ class DumpDir(msgspec.Struct, kw_only=True):
     pending: str | None = None  # why not complete (e.g. "vmcore-incomplete present")
     flattened: bool = False  # the tool writes makedumpfile flattened format here
     needs_readme: bool = False  # SUSE: completeness decided by README.txt text (see suse_readme_final)
+    check_dmesg_only: bool = False  # Debian: no dump and nothing being written: see debian_dump_skipped
+    dmesg_only: bool = False  # the tool finished on purpose without a dump (set by the I/O side)
+    skipped_why: str | None = None
 
     def debug_vmlinux(self, release: str | None) -> str | None:
         """Where this distribution's debug package puts the vmlinux ``crash`` needs (see :func:`debug_vmlinux`)."""
@@ -183,7 +191,7 @@ def _debian(relpath: str, folder: str | None, base: str, files: set[str]) -> Dum
         pending = f"{sorted(writing)[0]} present" if writing else "no dump yet"
     return DumpDir(relpath=relpath, layout=LAYOUT_DEBIAN, host_hint=host, host_hint_is_ip=is_ip, folder_host=folder,
                    time_from_name=ts, vmcore=vmcore, dmesg=dmesg, complete=complete, pending=pending,
-                   flattened=flattened)
+                   flattened=flattened, check_dmesg_only=vmcore is None and not writing and dmesg is not None)
 
 
 def _suse(relpath: str, folder: str | None, base: str, files: set[str]) -> DumpDir | None:
@@ -208,6 +216,21 @@ def _suse(relpath: str, folder: str | None, base: str, files: set[str]) -> DumpD
     return DumpDir(relpath=relpath, layout=LAYOUT_SUSE, host_hint=host, host_hint_is_ip=is_ip, folder_host=folder,
                    time_from_name=ts, vmcore=vmcore, dmesg=dmesg, complete=complete, pending=pending,
                    flattened=True, needs_readme=readme)
+
+
+# kdump-config's kdump_save_core greps the saved dmesg for these and, on a match, saves no vmcore at all
+# ("# Hardware error." branch): the dmesg is all there will ever be.
+DEBIAN_HW_ERROR_MARKS = ("Fatal hardware error", "Fatal machine check", "Fatal local machine check",
+                         "Fatal Machine check", "Machine check from unknown source",
+                         "Fatal machine check from unknown source", "[Hardware Error]: event severity: fatal")
+
+
+def debian_dump_skipped(dmesg_text: str) -> str | None:
+    """Why kdump-tools deliberately wrote no dump (a fatal hardware error in the dmesg), or None."""
+    for m in DEBIAN_HW_ERROR_MARKS:
+        if m in dmesg_text:
+            return f"hardware error ({m!r} in the dmesg): kdump-tools saves no vmcore then"
+    return None
 
 
 def suse_readme_final(text: str) -> bool:

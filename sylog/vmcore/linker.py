@@ -201,13 +201,34 @@ def decide(incidents: Iterable[Incident], *, dump_key: str, t_dump: float, signa
     return Decision(action="create", incident_id=None, matched_by=MATCH_DUMP_ONLY)
 
 
-def vmcore_record(*, dump: DumpDir, info: DumpInfo | None, key: str, vmcore_path: str, size: int, mtime: float,
+def vmcore_record(*, dump: DumpDir, info: DumpInfo | None, key: str, vmcore_path: str | None, size: int,
+                  mtime: float,
                   dmesg_path: str | None, matched_by: str, host_how: str, t_dump: float, t_source: str,
                   release: str | None, linked_at: float, function: str | None = None,
                   module: str | None = None) -> dict:
-    """The ``vmcore`` object stored in the incident (and printed by ``sylog show``)."""
+    """The ``vmcore`` object stored in the incident (and printed by ``sylog show``). ``vmcore_path`` None: the
+    tool wrote only the dmesg on purpose (``dump_skipped`` says why); there is nothing for ``crash``."""
     from sylog.incidents.model import rfc3339
 
+    if vmcore_path is None:
+        return {
+            "path": None,
+            "size": 0,
+            "mtime": rfc3339(mtime),
+            "dmesg": dmesg_path,
+            "matched_by": matched_by,
+            "kernel_release": release,
+            "layout": dump.layout,
+            "format": "none",
+            "dump_skipped": dump.skipped_why or "no vmcore saved",
+            "crash_time": rfc3339(t_dump),
+            "crash_time_source": t_source,
+            "host_from": host_how,
+            "crash_command": None,
+            "crash_hints": [],
+            "linked_at": rfc3339(linked_at),
+            "key": key,
+        }
     return {
         "path": vmcore_path,
         "size": size,

@@ -190,14 +190,30 @@ def inspect_dir(path: Path, relpath: str) -> DumpDir | None:
     except OSError:
         return None
     d = layouts.recognise(relpath, names)
-    if d is not None and d.needs_readme and d.complete:
+    if d is None:
+        return d
+    if d.needs_readme:
         try:
-            if not layouts.suse_readme_final(_read_text(path / "README.txt", MAX_README_BYTES)):
-                d.complete = False
-                d.pending = "README.txt is the temporary one (dump still being written)"
+            readme = _read_text(path / "README.txt", MAX_README_BYTES)
         except OSError:
             d.complete = False
             d.pending = "README.txt unreadable"
+            return d
+        final = layouts.suse_readme_final(readme)
+        if d.complete and not final:
+            d.complete = False
+            d.pending = "README.txt is the temporary one (dump still being written)"
+        elif final and d.vmcore is None and d.dmesg is not None:
+            status = layouts.parse_suse_readme(readme).get("vmcore status", "not saved")
+            d.complete, d.dmesg_only, d.pending = True, True, None
+            d.skipped_why = f"SUSE kdump finished without a vmcore (vmcore status: {status})"
+    elif d.check_dmesg_only and d.dmesg:
+        try:
+            why = layouts.debian_dump_skipped(_read_text(path / d.dmesg, MAX_DMESG_BYTES))
+        except OSError:
+            why = None
+        if why:
+            d.complete, d.dmesg_only, d.pending, d.skipped_why = True, True, None, why
     return d
 
 
@@ -231,12 +247,12 @@ def _link_locked(data_dir, dirpath: Path, *, relpath, host, incident_id, window,
     if d is None:
         return LinkResult(dir=key, status="error", message="not a kdump directory (no RHEL, Debian/Ubuntu or SUSE "
                                                            "dump layout recognised)")
-    if not d.complete or d.vmcore is None:
+    if not d.complete or (d.vmcore is None and not d.dmesg_only):
         return LinkResult(dir=key, status="pending", message=f"dump not complete: {d.pending}")
-    vpath = dirpath / d.vmcore
+    vpath = dirpath / (d.vmcore or d.dmesg or "")
     try:
         st = os.stat(vpath)
-        info: DumpInfo | None = read_dump_info(str(vpath))
+        info: DumpInfo | None = read_dump_info(str(vpath)) if d.vmcore else None
     except OSError as e:
         return LinkResult(dir=key, status="error", message=f"cannot read {vpath}: {e.strerror or e}")
     store = IncidentStore(data_dir)
@@ -280,7 +296,8 @@ def _link_locked(data_dir, dirpath: Path, *, relpath, host, incident_id, window,
     src = crash.incident if crash is not None else chosen
     if not release and chosen is not None:
         release = chosen.kernel_release  # the live report's `CPU: ... Tainted: ... <release>` line
-    rec = vmcore_record(dump=d, info=info, key=key, vmcore_path=str(vpath.absolute()), size=st.st_size,
+    rec = vmcore_record(dump=d, info=info, key=key, vmcore_path=str(vpath.absolute()) if d.vmcore else None,
+                        size=st.st_size if d.vmcore else 0,
                         mtime=st.st_mtime, dmesg_path=str(dmesg_path.absolute()) if dmesg_path else None,
                         matched_by=matched, host_how=how, t_dump=t_dump, t_source=t_src, release=release,
                         linked_at=now, function=src.function if src else None,
