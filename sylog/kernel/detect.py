@@ -176,8 +176,11 @@ def classify(body: str) -> Hit | None:
             for rx, kind, fatal in _RULES:
                 if rx.match(body):
                     return Hit(kind, fatal)
-    if "] " in body:
-        # rare: a message glued after another one's text; only lines holding `] ` pay for this scan
+    i = body.find("] ", 1)
+    while i > 0 and not body[i - 1].isdigit():  # `[drm] `, `[sda] `: not a printk time
+        i = body.find("] ", i + 2)
+    if i > 0:
+        # rare: a message glued after another one's text; only lines holding `<digit>] ` pay for this scan
         for rest in _embedded_tails(body):
             hit = _classify1(rest)
             if hit is not None:

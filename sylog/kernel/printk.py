@@ -20,42 +20,40 @@ class PrintkLine(NamedTuple):
     body: str  # the message text, prefixes removed (a frame's own indentation is kept)
 
 
-# Everything optional; anchored at the start. Accepted junk before the prefix, as seen on serial consoles:
-# `syzkaller login: [  12.3] ...` (a getty prompt the kernel wrote over) and `** 5 printk messages dropped **`.
-# Combined forms: `[  12.3][ T123] x`, `[  12.3] [T123] x`, `[T123] x`, `<6>[  12.3] x`.
-_PREFIX = re.compile(
-    r"(?:[^\[<]*? login: |\*\* \d+ printk messages dropped \*\* ?)?"
-    r"(?:<(\d{1,3})>)?"
-    r"(?:\[ *(\d+)\.(\d+)\])?"
-    r"(?: ?\[ *([TC]\d+)\])?"
-)
+# The common shapes, anchored at the start: `<6>`, `[  12.345678]`, `[  12.3][ T123]`, `[  12.3] [T42]`, `[T123]`.
+_STD = re.compile(r"(?:<(\d{1,3})>)?(?:\[ *(\d+\.\d+)\])?(?: ?\[ *([TC]\d+)\])? ?")
+# Junk a serial console puts before the prefix: `syzkaller login: [  12.3] ...` (a getty prompt the kernel wrote
+# over) and `** 5 printk messages dropped **`.
+_JUNK = re.compile(r"(?:[^\[<]*? login: |\*\* \d+ printk messages dropped \*\* ?)")
+
+
+_new = tuple.__new__  # builds a PrintkLine without the Python-level NamedTuple __new__ (hot path)
 
 
 def split_printk(text: str) -> PrintkLine:
     """Split a console/syslog kernel line; tolerant: a line with no prefix is all body."""
     if not text:
-        return PrintkLine(None, None, None, "")
+        return _new(PrintkLine, (None, None, None, ""))
     c = text[0]
-    # Fast path: most syslog-relayed kernel lines carry no prefix at all.
-    if c not in "<[" and " login: " not in text and not text.startswith("** "):
+    start = 0
+    if c not in "<[":
+        # Fast path: most syslog-relayed kernel lines carry no prefix at all.
         if c == "k" and text.startswith("kernel: ["):  # a relay kept the syslog tag in the text
             inner = split_printk(text[8:])
             if inner.ts is not None or inner.caller is not None:
                 return inner
-        return PrintkLine(None, None, None, text.rstrip("\r\n"))
-    m = _PREFIX.match(text)
-    lvl_s, sec, frac, caller = m.group(1, 2, 3, 4)
-    if m.end() == 0:
-        return PrintkLine(None, None, None, text.rstrip("\r\n"))
-    if lvl_s is None and sec is None and caller is None:
-        # only junk matched (e.g. `foo login: ` without a printk prefix): keep the line whole
-        return PrintkLine(None, None, None, text.rstrip("\r\n"))
-    body = text[m.end():]
-    if body[:1] == " ":
-        body = body[1:]
-    level = int(lvl_s) & 7 if lvl_s is not None else None
-    ts = float(f"{sec}.{frac}") if sec is not None else None
-    return PrintkLine(level, ts, caller, body.rstrip("\r\n"))
+        if " login: " not in text and not text.startswith("** "):
+            return _new(PrintkLine, (None, None, None, text.rstrip("\r\n")))
+        j = _JUNK.match(text)
+        if j is None:
+            return _new(PrintkLine, (None, None, None, text.rstrip("\r\n")))
+        start = j.end()
+    m = _STD.match(text, start)
+    lvl_s, ts_s, caller = m.group(1, 2, 3)
+    if lvl_s is None and ts_s is None and caller is None:
+        return _new(PrintkLine, (None, None, None, text.rstrip("\r\n")))
+    return _new(PrintkLine, (int(lvl_s) & 7 if lvl_s is not None else None,
+                             float(ts_s) if ts_s is not None else None, caller, text[m.end():].rstrip("\r\n")))
 
 
 def strip_printk(text: str) -> str:
