@@ -307,7 +307,8 @@ def _link_locked(data_dir, dirpath: Path, *, relpath, host, incident_id, window,
         if target.state == "open" or (in_memory is not None and in_memory(h, iid)):
             if not allow_open:
                 return LinkResult(dir=key, status="deferred", incident_id=iid, host=h, matched_by=matched,
-                                  vmcore=rec, message=f"incident {iid} is still open in the server")
+                                  vmcore=rec, message=f"incident {iid} is still open (a running server may "
+                                                      f"still be adding lines to it)")
         if target.vmcore and target.vmcore.get("key") == key:
             status = "already"
         else:
