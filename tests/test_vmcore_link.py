@@ -402,3 +402,17 @@ def test_suse_finished_without_vmcore_is_linked(data: Path, crashdir: Path) -> N
         "vmcore status: saved successfully", "vmcore status: skipped"))
     [r] = scan(data, crashdir)
     assert r.status == "created" and "vmcore status: skipped" in r.vmcore["dump_skipped"]
+
+
+async def test_watcher_warns_once_about_an_unreadable_dir_and_recovers(data: Path, tmp_path: Path, caplog) -> None:
+    later = tmp_path / "not-yet"
+    w = VmcoreWatcher(str(data), [str(later)], interval=3600.0)
+    caplog.set_level("WARNING", logger="sylog.vmcore")
+    assert await w.scan_now() == []
+    assert await w.scan_now() == []
+    assert sum("cannot read vmcore dir" in r.message for r in caplog.records) == 1
+    later.mkdir()
+    make_debian(later, local(T), tag="db-07", crashtime=int(T))
+    [r] = await w.scan_now()
+    assert r.status == "created"
+    await w.aclose()

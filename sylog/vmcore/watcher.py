@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -87,6 +88,13 @@ class VmcoreWatcher:
         self._inflight = fut
 
     def _scan_blocking(self, now: float) -> tuple[list[vscan.LinkResult], list[str]]:
+        for d in self.dirs:
+            ok = os.path.isdir(d) and os.access(d, os.R_OK | os.X_OK)
+            if not ok and ("dir", d) not in self._logged:
+                self._logged.add(("dir", d))
+                log.warning("vmcore: cannot read vmcore dir %s (missing or no permission); will keep looking", d)
+            elif ok:
+                self._logged.discard(("dir", d))
         res = vscan.scan(self.data_dir, self.dirs, window=self.window, quiet=self.quiet, now=now,
                          detector=self.detector, in_memory=self._in_memory, tz=self.tz,
                          cache=self._cache)
