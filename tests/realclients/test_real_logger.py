@@ -183,3 +183,14 @@ def test_logger_kernel_tagged_oops_opens_an_incident(sylog_server: SylogServer) 
                    diagnose=lambda: repr(sylog_server.incidents()) + "\n" + sylog_server.dump())
     assert inc["kind"] in ("page-fault", "oops"), inc
     assert inc["module"] == "loggertest" and inc["kernel_release"] == "6.1.0-18-amd64", inc
+
+
+def test_logger_with_plain_asyncio_loop(sylog_server_factory) -> None:  # type: ignore[no-untyped-def]
+    """``--loop asyncio`` (the uvloop opt-out) serves the same real client the same way."""
+    srv: SylogServer = sylog_server_factory("--loop", "asyncio")
+    t = token()
+    logger(srv, "tcp", "--octet-count", "--rfc5424", "-p", "local3.info", "-t", "plainloop", f"{t} tcp")
+    logger(srv, "udp", "--rfc3164", "-p", "local3.info", "-t", "plainloop", f"{t} udp")
+    for text, rfc3164 in ((f"{t} tcp", False), (f"{t} udp", True)):
+        rec = srv.wait_for_text(this_host(rfc3164), text)
+        assert (rec.facility, rec.severity, tag_name(rec)) == ("local3", "info", "plainloop"), rec
