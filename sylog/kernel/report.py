@@ -754,7 +754,7 @@ def _bug_title(ctx: _Ctx, h: str) -> tuple[str, str | None, str | None]:
         return "BUG: Dentry still in use in unmount", None, None
     # description: drop `at file:line`, `: comm/pid`, `on CPU#n, comm/pid`, `[00000000]`, addresses
     desc = re.split(r"(?: at [\w./-]+:\d+| at [0-9a-f]+|: |, | on CPU#?\d+| on address|!| - )", text, maxsplit=1)[0]
-    desc = re.sub(r"\s*\[[0-9a-f]+\]", "", desc)
+    desc = re.sub(r"\s*\[[0-9a-f]+\]|\s*\b(?:0x)?[0-9a-f]{8,16}\b", "", desc)  # addresses differ per host
     desc = re.sub(r"^Bad page (state|map) in process.*", r"Bad page \1", desc)
     desc = re.sub(r"\s+", " ", desc).strip()
     if desc.startswith(("using __this_cpu", "using smp_processor_id")):
