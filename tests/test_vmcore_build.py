@@ -96,9 +96,12 @@ def crash_lines(rel: str, crash: str = OOPS_MLX5, at: float = 5123.456789) -> li
     return crash.format(rel=rel, t=at - 2.0, t1=at, t2=at + 0.004).splitlines()
 
 
-def _touch_times(d: Path, when: float) -> None:
+def age(d: Path, seconds: float) -> Path:
+    """Make a dump directory's files ``seconds`` old (a dump finished a while ago)."""
+    when = time.time() - seconds
     for p in d.iterdir():
         os.utime(p, (when, when))
+    return d
 
 
 def make_rhel(root: Path, when: datetime, *, ip: str = "10.0.0.7", crashtime: int | None = None,

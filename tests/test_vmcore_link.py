@@ -21,8 +21,8 @@ from sylog.vmcore import scan as vscan
 from sylog.vmcore.linker import analyze_dmesg
 from sylog.vmcore.peers import PeerRecorder
 from sylog.vmcore.watcher import VmcoreWatcher
-from test_vmcore_build import (OOPS_MLX5, RELEASE_DEB, RELEASE_RHEL, RELEASE_SUSE, SYSRQ_C, crash_lines, dmesg_text,
-                               finish_debian, finish_rhel, finish_suse, make_debian, make_rhel, make_suse)
+from test_vmcore_build import (OOPS_MLX5, RELEASE_DEB, RELEASE_RHEL, RELEASE_SUSE, SYSRQ_C, age, crash_lines,
+                               dmesg_text, finish_debian, finish_rhel, finish_suse, make_debian, make_rhel, make_suse)
 
 T = float(int(time.time()) - 86400)  # "the crash": yesterday, so every window has passed by now
 WARN = ["------------[ cut here ]------------",
@@ -289,7 +289,7 @@ async def test_watcher_links_and_hands_open_incidents_to_the_engine(data: Path, 
     [open_id] = [i for i in incidents(data, "db-07")]
     w = VmcoreWatcher(str(data), [str(crashdir)], interval=3600.0, engine=eng)
     make_debian(crashdir, local(now - 50), tag="db-07", crashtime=int(now - 100))
-    make_suse(crashdir, local(now - 50), host="web-3", crashtime=int(now - 100), crash=SYSRQ_C)
+    age(make_suse(crashdir, local(now - 50), host="web-3", crashtime=int(now - 100), crash=SYSRQ_C), 600)
     res = await w.scan_now()
     assert sorted(r.status for r in res) == ["created", "deferred"]
     assert w.counters["vmcore_linked"] == 1 and w.counters["vmcore_created"] == 1
@@ -412,7 +412,26 @@ async def test_watcher_warns_once_about_an_unreadable_dir_and_recovers(data: Pat
     assert await w.scan_now() == []
     assert sum("cannot read vmcore dir" in r.message for r in caplog.records) == 1
     later.mkdir()
-    make_debian(later, local(T), tag="db-07", crashtime=int(T))
+    age(make_debian(later, local(T), tag="db-07", crashtime=int(T)), 600)
     [r] = await w.scan_now()
     assert r.status == "created"
     await w.aclose()
+
+
+def test_guesses_wait_for_late_syslog_lines_but_signatures_do_not(data: Path, crashdir: Path) -> None:
+    """rsyslog often delivers a host's last lines only after it rebooted, i.e. after the dump is complete: a fresh
+    dump is matched by time / made an incident of its own only once it has settled; a signature match at once."""
+    now = time.time()
+    d = make_debian(crashdir, local(now - 120), tag="db-07", crashtime=int(now - 120))
+    [r] = scan(data, crashdir, settle=300.0, now=now)
+    assert r.status == "pending" and "waiting" in r.message
+    # the backlog arrives: the crash's own lines, queued on the host across its reboot
+    oops = syslog_incident(data, "db-07", strip_ts(crash_lines(RELEASE_DEB)), now - 120)
+    [r] = scan(data, crashdir, settle=300.0, now=now)
+    assert (r.status, r.incident_id, r.matched_by) == ("linked", oops.id, "signature")
+    # a dump nothing matches: created only once settled
+    d2 = make_suse(crashdir, local(now - 60), host="web-3", crashtime=int(now - 60), crash=SYSRQ_C)
+    assert scan(data, crashdir, settle=300.0, now=now)[0].status == "pending"
+    age(d2, 400)
+    assert scan(data, crashdir, settle=300.0, now=now)[0].status == "created"
+    assert d.exists()

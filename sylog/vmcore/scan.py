@@ -26,7 +26,7 @@ from sylog.incidents.model import Incident, decode, encode, new_id, rfc3339
 from sylog.incidents.store import IncidentStore, safe_host_dir, separator
 from sylog.vmcore import layouts
 from sylog.vmcore.layouts import DumpDir
-from sylog.vmcore.linker import (MATCH_DUMP_ONLY, MATCH_MANUAL, analyze_dmesg, decide, dump_time, missing_vmcore,
+from sylog.vmcore.linker import (MATCH_MANUAL, MATCH_SIGNATURE, analyze_dmesg, decide, dump_time, missing_vmcore,
                                  resolve_host, vmcore_record)
 from sylog.vmcore.vmcoreinfo import DumpInfo, read_dump_info
 
@@ -221,16 +221,19 @@ def link_one(data_dir: str | os.PathLike, dirpath: str | os.PathLike, *, relpath
              host: str | None = None, incident_id: str | None = None, window: float = 7200.0,
              quiet: float = 30.0, now: float | None = None, detector: Any = None, peers: dict | None = None,
              in_memory: Callable[[str, str], bool] | None = None, allow_open: bool = False,
-             tz: str = "local") -> LinkResult:
+             tz: str = "local", settle: float = 0.0) -> LinkResult:
     """Link the dump in ``dirpath`` (takes the lock). See :func:`_link_locked`."""
     with locked(data_dir):
         return _link_locked(data_dir, Path(dirpath), relpath=relpath, host=host, incident_id=incident_id,
                             window=window, quiet=quiet, now=now, detector=detector, peers=peers,
-                            in_memory=in_memory, allow_open=allow_open, tz=tz)
+                            in_memory=in_memory, allow_open=allow_open, tz=tz, settle=settle)
 
 
 def _link_locked(data_dir, dirpath: Path, *, relpath, host, incident_id, window, quiet, now, detector, peers,
-                 in_memory, allow_open, tz, reg: dict | None = None) -> LinkResult:
+                 in_memory, allow_open, tz, reg: dict | None = None, settle: float = 0.0) -> LinkResult:
+    """Decide and write one dump's link. ``settle``: a guess (time match, dump-only) waits until the dump's files
+    are this many seconds old, because the host's last syslog lines often arrive only after it has rebooted
+    (rsyslog's disk queue), i.e. after the dump is complete; a signature match is certain and never waits."""
     now = time.time() if now is None else now
     key = os.path.realpath(dirpath)
     own_reg = reg is None
@@ -292,6 +295,12 @@ def _link_locked(data_dir, dirpath: Path, *, relpath, host, incident_id, window,
         dec = decide(incs, dump_key=key, t_dump=t_dump, signature=crash.incident.signature if crash else None,
                      window=window)
         action, iid, matched = dec.action, dec.incident_id, dec.matched_by
+    if settle > 0 and matched not in (MATCH_SIGNATURE, MATCH_MANUAL):
+        age = now - max((m for _, _, m in (fingerprint(dirpath) or ())), default=0) / 1e9
+        if age < settle:
+            return LinkResult(dir=key, status="pending", host=h,
+                              message=f"complete; waiting {settle - age:.0f}s more for the host's last lines "
+                                      f"before matching it by {matched}")
     chosen = next((i for i in incs if i.id == iid), None) if action == "link" else None
     src = crash.incident if crash is not None else chosen
     if not release and chosen is not None:
@@ -436,7 +445,7 @@ def fingerprint(path: Path) -> tuple | None:
 def scan(data_dir: str | os.PathLike, roots: list[str], *, window: float = 7200.0, quiet: float = 30.0,
          now: float | None = None, detector: Any = None,
          in_memory: Callable[[str, str], bool] | None = None, tz: str = "local",
-         cache: dict | None = None) -> list[LinkResult]:
+         cache: dict | None = None, settle: float = 0.0) -> list[LinkResult]:
     """Look at every dump directory under ``roots``; link the complete, unlinked ones. Returns what changed or
     is waiting (already-linked dumps are skipped without being read). ``cache`` (kept by the caller across
     scans): dumps that could not be linked (no host, unreadable) are not read again until their files change."""
@@ -466,7 +475,7 @@ def scan(data_dir: str | os.PathLike, roots: list[str], *, window: float = 7200.
                 try:
                     r = _link_locked(data_dir, path, relpath=rel, host=None, incident_id=None, window=window,
                                      quiet=quiet, now=now, detector=detector, peers=peers, in_memory=in_memory,
-                                     allow_open=False, tz=tz, reg=reg)
+                                     allow_open=False, tz=tz, reg=reg, settle=settle)
                 except Exception as e:  # one bad dump must not stop the scan
                     log.exception("vmcore: linking %s failed", path)
                     r = LinkResult(dir=key, status="error", message=f"{type(e).__name__}: {e}")

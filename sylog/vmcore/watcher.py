@@ -26,7 +26,7 @@ class VmcoreWatcher:
 
     def __init__(self, data_dir: str, dirs: list[str], *, interval: float = 30.0, window: float = 7200.0,
                  quiet: float = 30.0, engine: Any = None, detector: Any = None,
-                 clock: Callable[[], float] = time.time, tz: str = "local") -> None:
+                 clock: Callable[[], float] = time.time, tz: str = "local", settle: float = 300.0) -> None:
         self.data_dir = data_dir
         self.dirs = list(dirs)
         self.interval = max(0.05, float(interval))
@@ -36,6 +36,7 @@ class VmcoreWatcher:
         self.detector = detector
         self.clock = clock
         self.tz = tz
+        self.settle = settle  # seconds a dump must be old before a guess (time / dump-only) links it
         self._next = 0.0  # scan at the first tick (start-up)
         self._inflight: asyncio.Future | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -52,8 +53,9 @@ class VmcoreWatcher:
     @classmethod
     def from_config(cls, cfg: Any, *, engine: Any = None, data_dir: Any = None, **kw: Any) -> "VmcoreWatcher":
         v = cfg.vmcore
-        return cls(str(data_dir or cfg.data_dir), list(v.dirs), interval=v.interval, window=v.window, quiet=cfg.incidents.quiet,
-                   engine=engine, **kw)
+        kw.setdefault("settle", getattr(v, "settle", 300.0))
+        return cls(str(data_dir or cfg.data_dir), list(v.dirs), interval=v.interval, window=v.window,
+                   quiet=cfg.incidents.quiet, engine=engine, **kw)
 
     feed = None  # tick-only observer: the pipeline does not call it per message
 
@@ -97,7 +99,7 @@ class VmcoreWatcher:
                 self._logged.discard(("dir", d))
         res = vscan.scan(self.data_dir, self.dirs, window=self.window, quiet=self.quiet, now=now,
                          detector=self.detector, in_memory=self._in_memory, tz=self.tz,
-                         cache=self._cache)
+                         cache=self._cache, settle=self.settle)
         marked = vscan.mark_missing(self.data_dir, window=self.window, now=now, in_memory=self._in_memory,
                                     cache=self._settled)
         return res, marked
