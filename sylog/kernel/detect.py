@@ -256,7 +256,13 @@ _CONT = re.compile(
     r"unreferenced object|comm \"|hex dump|backtrace:|BUG: |WARNING: |INFO: |Kernel BUG|kernel BUG|"
     r"------------\[ cut here \]|CPU\d*: stopping|SMP: stopping|Unable to handle|Insufficient stack|"
     r"Task dump for CPU|Object 0x|Redzone|Padding|Slab 0x|Bytes b4|FIX |Freed in |Allocated in |"
-    r"Tainted: |\[ end trace|Kernel stack is corrupted|Uhhuh|softirq: |NOHZ"
+    r"Tainted: |\[ end trace|Kernel stack is corrupted|Uhhuh|softirq: |NOHZ|"
+    # hex stack/memory dumps and other-arch registers, KASAN/KMSAN/lockdep/page_owner narrative
+    r"(?:[0-9a-f]{4,16}:? )+[0-9a-f]{4,16}\s*$|(?:r\d{1,2}|GPR\d\d|ip|fp|sp|lr|pc)\s*: ?[0-9a-f]|\(ftrace buffer|"
+    r".*\bNot tainted\b|Exception stack\(|Uninit was (?:stored|created)|Local variable .* created at|"
+    r"which belongs to the cache|\d+-byte region|task: [0-9a-f]+ task\.stack|but task is already holding|"
+    r"Chain exists of|Backtrace:|Stack:|page last (?:allocated|free)|CPU\d+ +CPU\d+|-{4,}|PID = |"
+    r"\d+\*\d+kB|Bytes b4|Object [0-9a-f]|Redzone [0-9a-f]|Padding [0-9a-f]|Memory state|addr [0-9a-f]"
     r")"
 )
 
