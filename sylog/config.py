@@ -57,6 +57,8 @@ class VmcoreConfig(_Section):
     dirs: list[str] = []
     interval: float = 30.0
     window: float = 7200.0  # seconds: how far before a dump an incident may be to link to it
+    settle: NonNegFloat = 300.0  # seconds a finished dump waits for the host's late syslog lines before a time
+    #                              match or a dump-only incident (a signature match links at once)
 
 
 class Config(_Section):
