@@ -73,7 +73,8 @@ class TimelineWriter:
         self._wake: asyncio.Event | None = None
         self._closed = False
         self._reopen = False
-        #: called (loop thread) after every flush: the server resumes paused TCP reading from here
+        #: called (loop thread) when a flush takes the queue: the server resumes paused TCP reading from here
+        #: (memory is then bounded by two batches: the one being written and the one filling)
         self.on_flushed: list[Any] = []
 
     # -- hot path (event loop thread) ------------------------------------------------------------------------------
@@ -100,12 +101,10 @@ class TimelineWriter:
             batch = self._pending
             self._pending = {}
             self.pending_lines = 0
+            for cb in self.on_flushed:  # the queue is empty again: paused readers may go on while we write
+                cb()
             loop = asyncio.get_running_loop()
-            try:
-                await loop.run_in_executor(self._executor, self.write_batch, batch)
-            finally:
-                for cb in self.on_flushed:
-                    cb()
+            await loop.run_in_executor(self._executor, self.write_batch, batch)
 
     async def run(self) -> None:
         """Flush at least every ``flush_interval`` (sooner when ``flush_lines`` are queued) until cancelled."""
