@@ -117,7 +117,8 @@ def test_time_window_links_closest_before(data: Path, crashdir: Path) -> None:
     older = syslog_incident(data, "db-07", WARN, T - 5000)
     hung = syslog_incident(data, "db-07", ["INFO: task jbd2/sda1-8:412 blocked for more than 122 seconds.",
                                            "      Not tainted 6.1.0-18-amd64 #1",
-                                           "task:jbd2/sda1-8    state:D stack:0     pid:412   ppid:2      flags:0x00004000",
+                                           "task:jbd2/sda1-8    state:D stack:0     pid:412   ppid:2      "
+                                           "flags:0x00004000",
                                            "Call Trace:", " <TASK>", " __schedule+0x34d/0x9e0",
                                            " jbd2_journal_commit_transaction+0x12f/0x1a00", " </TASK>"], T - 900)
     make_rhel(crashdir, local(T + 30), ip="10.0.0.7", crashtime=int(T), crash=SYSRQ_C)

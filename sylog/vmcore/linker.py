@@ -78,7 +78,8 @@ def analyze_dmesg(text: str, host: str, *, quiet: float = 30.0, context_lines: i
             if last_ts is None or ts >= last_ts:
                 clock += (ts - last_ts) if last_ts is not None else 0.0
             last_ts = ts
-        cor.feed(host, clock, Message(format=FORMAT_RAW, facility=0, app_name="kernel", msg=raw), (raw + "\n").encode("utf-8", "surrogateescape"))
+        msg = Message(format=FORMAT_RAW, facility=0, app_name="kernel", msg=raw)
+        cor.feed(host, clock, msg, (raw + "\n").encode("utf-8", "surrogateescape"))
     cor.close_all("dump")
     real = [r for r in got if r.inc.kind != "unclean-reboot"]
     if not real:

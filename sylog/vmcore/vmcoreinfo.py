@@ -298,7 +298,8 @@ def build_elf(osrelease: str, crashtime: int | None, pad: int = 8192) -> bytes:
     """A small ELF64 core (/proc/vmcore style): one PT_NOTE holding a VMCOREINFO note, one PT_LOAD."""
     vi = vmcoreinfo_text(osrelease, crashtime)
     name = b"VMCOREINFO\x00"
-    note = struct.pack("<III", len(name), len(vi), 0) + name + b"\x00" * (-len(name) % 4) + vi + b"\x00" * (-len(vi) % 4)
+    note = (struct.pack("<III", len(name), len(vi), 0) + name + b"\x00" * (-len(name) % 4)
+            + vi + b"\x00" * (-len(vi) % 4))
     ehsize, phentsize, phnum = 64, 56, 2
     note_off = ehsize + phentsize * phnum
     load_off = note_off + len(note)
