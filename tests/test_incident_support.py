@@ -51,6 +51,7 @@ class FakeDetector:
 
     def analyze(self, kind: str, bodies: list[str]):
         self.analyze_calls += 1
+        bodies = [split_printk(b).body for b in bodies]  # like the real one: raw or stripped lines
         title = bodies[0].strip() if bodies else ""
         fn = None
         for b in bodies:

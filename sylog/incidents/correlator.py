@@ -19,6 +19,7 @@ The only work for a non-kernel message is a dict lookup, two attribute tests and
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import deque
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -143,6 +144,7 @@ class Correlator:
         self.pending_blocks: list[tuple[ContextRing, list]] = []
         self.max_open = max_open
         self.det = detector if detector is not None else default_detector()
+        self.cpu_clock: Callable[[], float] = time.perf_counter  # for the per-tick analysis budget only
         self._cont = getattr(self.det, "is_crash_continuation", None)
         self._shutdown_apps = frozenset(getattr(self.det, "CLEAN_SHUTDOWN_APPS", ())) | SHUTDOWN_APPS
         self._ids: set[str] = set()
@@ -232,13 +234,14 @@ class Correlator:
         hit = det.classify(body)
         if hit is not None:
             if rec is None:
-                self._open(st, host, t, hit, body, line, msg)
+                self._open(st, host, t, hit, body, line, msg)  # report lines are the raw texts: their caller
+                # ids ([T123]/[C2]) let analyze() keep interleaved tasks apart
             else:
-                self._join(rec, t, hit, body, line)
+                self._join(rec, t, hit, msg.msg, line)
         elif rec is not None:
             cont = self._cont
             crashy = cont is None or bool(cont(body))
-            self._attach(rec, t, body, line, crashy)
+            self._attach(rec, t, msg.msg, line, crashy)
 
     # --- incident life ----------------------------------------------------------------------------------------
 
@@ -252,7 +255,7 @@ class Correlator:
                        first_seen=stamp, last_seen=stamp, source=_source(msg), trigger=body,
                        context_lines=len(ctx), title=body.strip()[:200])
         rec = OpenIncident(inc, t, b"".join(ctx), self.tail_keep)
-        self._append(rec, body, line)
+        self._append(rec, msg.msg, line)
         st.open = rec
         self.open[host] = rec
         self.counters["incidents_opened"] += 1
@@ -337,7 +340,7 @@ class Correlator:
                        trigger=body, context_lines=len(ctx), title=UNCLEAN_TITLE)
         rec = OpenIncident(inc, st.last_t or t, b"".join(ctx), self.tail_keep)
         rec.last_t = t
-        self._append(rec, body, line)
+        self._append(rec, msg.msg, line)
         self.counters["incidents_opened"] += 1
         self.counters["unclean_reboots"] += 1
         self._analyze(rec, t)
@@ -377,16 +380,32 @@ class Correlator:
 
     # --- clock ------------------------------------------------------------------------------------------------
 
-    def tick(self, now: float) -> None:
-        """Close quiet incidents; refresh the report of busy ones at most every refresh_interval."""
+    def tick(self, now: float, budget: float = 0.03) -> None:
+        """Close quiet incidents; refresh the report of busy ones at most every refresh_interval.
+
+        Report analysis is pure Python on the event loop, so one tick spends at most ``budget`` CPU seconds on it:
+        in a crash storm (hundreds of hosts at once) closes go first, refreshes oldest-first, the rest next tick."""
         if len(self.hosts) > self.max_hosts:
             self._forget_hosts()
+        if not self.open:
+            return
+        cpu = self.cpu_clock
+        t_end = cpu() + budget
+        refresh = []
         for host, rec in list(self.open.items()):
             if self._expired(rec, now):
+                if rec.stale and cpu() > t_end:
+                    continue  # its final analysis does not fit in this tick: it closes in the next one
                 reason = "restart" if rec.resumed and not rec.new_lines else (
                     "quiet" if now - rec.last_crash_t >= self.quiet else "max-open")
                 self._close(self.hosts.get(host), rec, reason)
             elif rec.stale and now - rec.analyzed_at >= self.refresh_interval:
+                refresh.append(rec)
+        if refresh:
+            refresh.sort(key=lambda r: r.analyzed_at)
+            for rec in refresh:
+                if cpu() > t_end:
+                    break
                 self._analyze(rec, now)
                 self.sink("updated", rec)
 

@@ -193,6 +193,7 @@ class IncidentEngine:
         if self._packer is not None:
             self._packer.shutdown(wait=False, cancel_futures=True)
             self._packer = None
+        self.store.close()
 
     def flush_sync(self) -> None:
         """Write everything pending now, in this thread (tests, tools without a loop)."""
@@ -206,7 +207,6 @@ class IncidentEngine:
     def _recover(self, now: float) -> None:
         items, bad = self.store.load_open()
         self.counters["recover_unreadable"] = bad
-        split = getattr(self.corr.det, "split_printk", None)
         for inc, ctx, crash in items:
             last = parse_rfc3339(inc.last_seen) or now
             if now - last >= self.corr.quiet:
@@ -220,7 +220,7 @@ class IncidentEngine:
                 except OSError as e:
                     log.warning("cannot close recovered incident %s: %s", inc.id, e)
                 continue
-            bodies = [_body_of(ln, split) for ln in crash]
+            bodies = [_body_of(ln) for ln in crash]
             self.corr.resume(inc, ctx, crash, bodies, last)
             self.counters["recovered_resumed"] += 1
         if items:
@@ -262,14 +262,8 @@ def _outcome(fut: asyncio.Future, batch: list) -> list[tuple[str, BaseException]
     return [(b[2], exc) for b in batch] if exc is not None else fut.result()
 
 
-def _body_of(line: bytes, split: Callable | None) -> str:
+def _body_of(line: bytes) -> str:
     """Best-effort message text of a stored timeline line (``TIME HOST FAC.SEV TAG MSG``), for re-analysis of a
-    resumed incident."""
+    resumed incident (analyze takes raw texts, printk prefix included)."""
     parts = line.rstrip(b"\n").split(b" ", 4)
-    text = (parts[4] if len(parts) == 5 else parts[-1]).decode("utf-8", "surrogateescape")
-    if split is not None:
-        try:
-            return split(text).body
-        except Exception:
-            return text
-    return text
+    return (parts[4] if len(parts) == 5 else parts[-1]).decode("utf-8", "surrogateescape")

@@ -10,6 +10,7 @@ Blocking functions: the engine calls them from an executor thread, one batch per
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
@@ -18,6 +19,7 @@ from sylog.incidents.model import ID_RE, Incident, decode
 
 SEPARATOR_PREFIX = b"---- sylog: crash lines of incident "
 TMP_MARK = ".tmp-"
+FSYNC_THREADS = 8
 
 
 def separator(iid: str, context_lines: int) -> bytes:
@@ -41,6 +43,7 @@ class IncidentStore:
         self.data_dir = Path(data_dir).absolute()
         self.root = self.data_dir / "incidents"
         self._made: set[str] = set()
+        self._pool: ThreadPoolExecutor | None = None
 
     def paths(self, host: str, iid: str) -> tuple[Path, Path]:
         d = self.root / safe_host_dir(host)
@@ -66,16 +69,27 @@ class IncidentStore:
         _atomic_write(jp, json_bytes)
 
     def write_batch(self, items: list[tuple[str, str, bytes, bytes | None]]) -> list[tuple[str, str, OSError]]:
-        """Write many incidents; one failure (ENOSPC, EIO) does not stop the others. Returns the failures."""
-        failed = []
-        dirs = set()
-        for host, iid, jb, lb in items:
+        """Write many incidents; one failure (ENOSPC, EIO) does not stop the others. Returns the failures.
+
+        fsync costs ~3 ms per file on a VM disk and a crash storm writes hundreds of incidents at once: the files
+        are written by up to FSYNC_THREADS threads, whose fsyncs the filesystem journal commits together (~5x)."""
+        failed: list[tuple[str, str, OSError]] = []
+        dirs: set[Path] = set()
+
+        def one(item: tuple[str, str, bytes, bytes | None]) -> None:
+            host, iid, jb, lb = item
             try:
                 self.write(host, iid, jb, lb)
                 dirs.add(self.paths(host, iid)[0].parent)
             except OSError as e:
                 failed.append((host, iid, e))
-        for d in dirs:  # make the renames durable too (cheap: one fsync per host dir per batch)
+
+        if len(items) <= 2:
+            for it in items:
+                one(it)
+        else:
+            list(self._fsync_pool().map(one, items))
+        for d in dirs:  # make the renames durable too (one fsync per host dir per batch)
             try:
                 fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
                 try:
@@ -85,6 +99,16 @@ class IncidentStore:
             except OSError:
                 pass
         return failed
+
+    def _fsync_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=FSYNC_THREADS, thread_name_prefix="sylog-fsync")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # --- reading (recovery) -----------------------------------------------------------------------------------
 
