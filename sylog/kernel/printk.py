@@ -22,6 +22,7 @@ class PrintkLine(NamedTuple):
 
 # The common shapes, anchored at the start: `<6>`, `[  12.345678]`, `[  12.3][ T123]`, `[  12.3] [T42]`, `[T123]`.
 _STD = re.compile(r"(?:<(\d{1,3})>)?(?:\[ *(\d+\.\d+)\])?(?: ?\[ *([TC]\d+)\])? ?")
+_TS = re.compile(r"\[ *(\d+\.\d+)\](?: ?\[ *([TC]\d+)\])? ?")
 # Junk a serial console puts before the prefix: `syzkaller login: [  12.3] ...` (a getty prompt the kernel wrote
 # over) and `** 5 printk messages dropped **`.
 _JUNK = re.compile(r"(?:[^\[<]*? login: |\*\* \d+ printk messages dropped \*\* ?)")
@@ -48,6 +49,11 @@ def split_printk(text: str) -> PrintkLine:
         if j is None:
             return _new(PrintkLine, (None, None, None, text.rstrip("\r\n")))
         start = j.end()
+    if c == "[" and not start:  # the usual console shape: a simpler pattern is measurably faster
+        m = _TS.match(text)
+        if m is not None:
+            ts_s, caller = m.group(1, 2)
+            return _new(PrintkLine, (None, float(ts_s), caller, text[m.end():].rstrip("\r\n")))
     m = _STD.match(text, start)
     lvl_s, ts_s, caller = m.group(1, 2, 3)
     if lvl_s is None and ts_s is None and caller is None:
