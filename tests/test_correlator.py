@@ -247,7 +247,7 @@ def test_a_detector_exception_never_escapes_feed():
     c, sink, feed, _ = make(detector=det)
     feed("h", "[ 1.0] anything")
     assert c.counters["detector_errors"] == 1
-    assert len(c.hosts["h"].ring) == 1
+    assert len(c.hosts["h"]) == 1
 
 
 def _append(r, line, maxlen, max_bytes=64 * 1024, pending=None):
@@ -309,3 +309,40 @@ def test_host_table_is_bounded():
         feed(f"h{h}", "x", kernel=False)
     c.tick(feed.t)
     assert len(c.hosts) < 150 and "keep" in c.hosts and c.counters["hosts_forgotten"] > 0
+
+
+def test_unclean_reboot_names_the_release_that_died():
+    c, sink, feed, _ = make()
+    feed("h", "[    0.000000] Linux version 5.10.0-old (gcc) #1 SMP")
+    feed.advance(100)
+    feed("h", "[  100.000000] eth0: up")
+    feed.advance(100)
+    feed("h", "[    0.000000] Linux version 6.1.0-new (gcc) #1 SMP")
+    (rec,) = sink.closed()
+    assert rec.inc.kind == "unclean-reboot" and rec.inc.kernel_release == "5.10.0-old"
+
+
+def test_tick_spends_a_bounded_cpu_budget_on_analysis_in_a_storm():
+    det = FakeDetector()
+    c, sink, feed, _ = make(quiet=5, refresh_interval=0.5, detector=det)
+    fake_cpu = [0.0]
+
+    def analyze(kind, bodies, _orig=det.analyze):
+        fake_cpu[0] += 0.001  # each analysis "costs" 1 ms
+        return _orig(kind, bodies)
+
+    det.analyze = analyze
+    c.cpu_clock = lambda: fake_cpu[0]
+    for h in range(300):
+        for ln in OOPS:
+            feed(f"h{h}", ln, dt=0)
+    calls = det.analyze_calls
+    c.tick(feed.advance(1.0), budget=0.03)
+    assert det.analyze_calls - calls <= 32  # not 300 refreshes in one tick
+    for _ in range(20):
+        c.tick(feed.advance(0.1), budget=0.03)
+    c.tick(feed.advance(10))
+    for _ in range(20):  # closes need their final analysis: spread over ticks too, none lost
+        c.tick(feed.advance(0.1), budget=0.03)
+    assert len(sink.closed()) == 300 and not c.open
+    assert all(r.inc.function == "ext4_fill_super" for r in sink.closed())

@@ -104,7 +104,7 @@ class _Host(ContextRing):
     """A host's state machine; it IS its context ring (one object per host, and ``feed`` appends to the ring's
     raw tail inline — the cheapest thing Python can do per message)."""
 
-    __slots__ = ("open", "seen", "booting", "boot_t", "max_ts", "clean", "crashed", "last_t")
+    __slots__ = ("open", "seen", "booting", "boot_t", "max_ts", "clean", "crashed", "last_t", "release")
 
     def __init__(self) -> None:
         super().__init__()
@@ -116,6 +116,7 @@ class _Host(ContextRing):
         self.clean = False  # a clean shutdown was announced since the last boot
         self.crashed = False  # an incident that explains a reboot happened since the last boot
         self.last_t = 0.0
+        self.release: str | None = None  # kernel release last seen (banner or report): the one that died
 
 
 Sink = Callable[[str, OpenIncident], None]
@@ -324,6 +325,10 @@ class Correlator:
             self._close(st, rec, "reboot")
         elif st.seen and not st.clean and not st.crashed:
             self._unclean(st, host, t, msg, line, body)
+        if body.startswith("Linux version "):
+            parts = body.split(None, 3)
+            if len(parts) > 2:
+                st.release = parts[2]
         st.booting = True
         st.boot_t = t
         st.max_ts = 0.0
@@ -344,6 +349,8 @@ class Correlator:
         self.counters["incidents_opened"] += 1
         self.counters["unclean_reboots"] += 1
         self._analyze(rec, t)
+        if st.release:  # the release that was running before the silence, not the one now booting
+            inc.kernel_release = st.release
         inc.title = UNCLEAN_TITLE
         inc.function = None
         inc.module = None
@@ -377,6 +384,10 @@ class Correlator:
                 setattr(inc, f, v)
         if not inc.signature:
             inc.signature = _fallback_signature(inc.kind, inc.title)
+        if inc.kernel_release and inc.kind != "unclean-reboot":
+            st = self.hosts.get(inc.host)
+            if st is not None:
+                st.release = inc.kernel_release
 
     # --- clock ------------------------------------------------------------------------------------------------
 
