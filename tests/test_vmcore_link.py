@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from sylog.incidents.engine import IncidentEngine
-from sylog.incidents.model import Incident, decode
+from sylog.incidents.model import Incident
 from sylog.incidents.store import IncidentStore
 from sylog.syslog.message import Message
 from sylog.timeline.format import format_line
@@ -381,7 +381,7 @@ def test_linked_incident_becomes_fatal(data: Path, crashdir: Path) -> None:
 
 
 def test_debian_hardware_error_dmesg_only_is_linked(data: Path, crashdir: Path) -> None:
-    from test_vmcore_build import MCE_FATAL, make_debian_dmesg_only
+    from test_vmcore_build import make_debian_dmesg_only
 
     mce = make_debian_dmesg_only(crashdir, local(T), tag="db-07")
     plain = make_debian_dmesg_only(crashdir, local(T + 300), tag="db-08", crash=OOPS_MLX5)  # dump still to come

@@ -5,8 +5,9 @@ Both take ``DATA/state/vmcore.lock`` (flock) around each link, so two linkers ne
 link one dump twice. The registry ``DATA/state/vmcores.json`` maps each linked dump directory (real path) to its
 incident; incidents also carry ``vmcore.key``, so the registry can be rebuilt from them if it is lost.
 
-An incident still open in the running server is not written here: the caller gets a ``plan`` and hands the
-``vmcore`` object to the incident engine (``IncidentEngine.update_incident``), which owns that record until close.
+An incident still open in the running server is not written here: the result is ``deferred`` with the ``vmcore``
+object, which the watcher hands to the incident engine (``IncidentEngine.update_incident``, on the loop thread):
+the engine owns that record until it closes.
 """
 
 from __future__ import annotations
