@@ -98,7 +98,11 @@ class Server:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         lim = cfg.limits
-        raise_nofile_limit()
+        nofile = raise_nofile_limit()
+        max_conns = lim.max_connections
+        room = nofile - cfg.timeline.max_open_files - 128  # timeline files, listeners, observers' files
+        if max_conns > room:  # beyond this accept() would fail with EMFILE; refuse (and count) instead
+            max_conns = max(room, 16)
         socks: list[tuple[str, str, socket.socket]] = []
         try:
             for spec in cfg.listen.udp:
@@ -121,7 +125,7 @@ class Server:
             observers.extend(self._extra_observers)
         self.pipeline = Pipeline(self.writer, self.counters, observers, parse=self._parse)
         self.tcp_state = TcpServerState(self.pipeline, self.counters, max_message_size=lim.max_message_size,
-                                        max_connections=lim.max_connections, idle_timeout=lim.tcp_idle_timeout,
+                                        max_connections=max_conns, idle_timeout=lim.tcp_idle_timeout,
                                         max_pending_lines=cfg.timeline.max_pending_lines)
         self.writer.on_flushed.append(self.tcp_state.maybe_resume)
         st = self.tcp_state
@@ -142,9 +146,9 @@ class Server:
                 addr = s.getsockname()
                 self.tcp_addresses.append(addr)
                 parts.append(f"tcp={format_address(addr)}")
-        log.info("listening %s data_dir=%s loop=%s max_message_size=%d pid=%d",
+        log.info("listening %s data_dir=%s loop=%s max_message_size=%d max_connections=%d%s pid=%d",
                  " ".join(parts) or "(no listeners)", self.data_dir, _loop_name(loop), lim.max_message_size,
-                 os.getpid())
+                 max_conns, f" (RLIMIT_NOFILE {nofile})" if max_conns < lim.max_connections else "", os.getpid())
         self._tasks = [
             asyncio.create_task(self.writer.run(), name="timeline-flush"),
             asyncio.create_task(self._ticker(), name="observer-tick"),
