@@ -449,3 +449,19 @@ def test_follow_with_since_past_all_files_does_not_replay_history(tmp_path):
     with open(out, "wb") as fh:
         tl.follow(tl.Output(fh), hdir, None, None, 0.01, min_day="2026-11-25", max_polls=3)
     assert out.read_bytes() == line(T0 + 2 * 86400, "f2", b"new")
+
+
+def test_around_tolerates_first_seen_rounded_up_by_a_microsecond(tmp_path, capsysbinary):
+    """The timeline truncates receive times to the µs, an incident may round them: the trigger line (first of
+    its batch) stamped 1 µs before first_seen is still the anchor."""
+    t = T0 + 40
+    lines = write_timeline(tmp_path, "r1", [(T0, b"a"), (T0 + 1, b"b"), (t, b"BUG: trigger here"), (t, b"next"),
+                                           (T0 + 50, b"later")])
+    d = tmp_path / "incidents" / "r1"
+    d.mkdir(parents=True)
+    first_seen = datetime.fromtimestamp(t + 0.000001, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    (d / "i.json").write_bytes(orjson.dumps({"id": "i", "host": "r1", "first_seen": first_seen,
+                                             "trigger": "BUG: trigger here"}))
+    rc, out, _ = run_cli(capsysbinary, "r1", "--data-dir", str(tmp_path), "--around", "i", "--before", "1",
+                         "--after", "2")
+    assert rc == 0 and out == b"".join(lines[1:4])

@@ -450,11 +450,11 @@ def trigger_line(inc: dict) -> bytes | None:
     return data[j + 1 : k + 1] if k > j >= 0 else None
 
 
-def refine_anchor(fd: int, start: int, size: int, t_us: int, want: bytes | None, text: bytes | None) -> int:
-    """Among the lines stamped exactly ``t_us`` from ``start`` (one receive batch shares one time), the offset of
-    the trigger line — ``want`` exactly, else the first containing ``text`` — or ``start`` when it is not there."""
+def refine_anchor(fd: int, start: int, size: int, t_us: int, want: bytes | None, text: bytes | None) -> int | None:
+    """Among the lines from ``start`` stamped no later than ``t_us`` (one receive batch shares one time), the
+    offset of the trigger line — ``want`` exactly, else the first containing ``text`` — or ``None``."""
     if not want and not text:
-        return start
+        return None
     pos, carry, scanned = start, b"", 0
     while pos < size and scanned < 64 * 1024 * 1024:
         buf = os.pread(fd, min(PROBE, size - pos), pos)
@@ -472,12 +472,12 @@ def refine_anchor(fd: int, start: int, size: int, t_us: int, want: bytes | None,
             ln = data[b : nl + 1]
             t = line_time(ln[:48])
             if t is not None and t > t_us:
-                return start
+                return None
             if (want and ln == want) or (not want and text and text in ln):
                 return base + b
             b = nl + 1
         carry = data[b:]
-    return start
+    return None
 
 
 def run_around(out: Output, data_dir: Path, hdir: Path, ident: str, before: int, after: int,
@@ -499,9 +499,15 @@ def run_around(out: Output, data_dir: Path, hdir: Path, ident: str, before: int,
             size = complete_size(fd)
             anchor_off = find_offset(fd, size, t0)
             trig = inc.get("trigger")
-            anchor_off = refine_anchor(fd, anchor_off, size, to_us(t0), trigger_line(inc),
-                                       trig.encode("utf-8", "surrogateescape") if isinstance(trig, str) and trig
-                                       else None)
+            # The timeline truncates to the microsecond and first_seen may be rounded: look for the trigger line
+            # from 2 µs earlier on, and fall back to the first line at first_seen when it is not there.
+            t_us = to_us(t0)
+            early = find_offset(fd, size, (t_us - 2) / 1e6)
+            found = refine_anchor(fd, early, size, t_us + 1, trigger_line(inc),
+                                  trig.encode("utf-8", "surrogateescape") if isinstance(trig, str) and trig
+                                  else None)
+            if found is not None:
+                anchor_off = found
     keep = (lambda line: True) if rx is None else rx.keep
     back: list[bytes] = []
     if before > 0:
