@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -113,6 +114,10 @@ def test_show_prints_header_trigger_trace_context(data):
                  "db-07 normal line 4", "vmcore: none linked"):
         assert want in out, want
     assert out.index("Crash lines") < out.index("Last-gasp context") < out.index("vmcore:")
+    first_crash = out.split("Crash lines (13):\n")[1].splitlines()[0]
+    assert re.match(r"^\d\d:\d\d:\d\d\.\d{6} kernel: \[ *100\.000001\] BUG: unable to handle", first_crash)
+    raw = sylog("show", iid, "--data-dir", str(data), "--raw", "--context", "2").stdout
+    assert " db-07 kern.warning kernel: " in raw and "Last-gasp context (2 line(s)" in raw
     j = json.loads(sylog("show", iid, "--data-dir", str(data), "--json").stdout)
     assert j["id"] == iid and len(j["crash_log"]) == 13 and len(j["context_log"]) == 5
 

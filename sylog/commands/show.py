@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the incident and its log lines as one JSON object")
     p.add_argument("--context", type=int, default=None, metavar="N",
                    help="show only the last N context lines (default: all kept)")
+    p.add_argument("--raw", action="store_true",
+                   help="print crash and context lines exactly as stored (full timeline lines)")
     p.set_defaults(func=run)
 
 
@@ -33,7 +35,19 @@ def _v(x: object) -> str:
     return str(x)
 
 
-def render(inc: dict, context: list[str], crash: list[str]) -> str:
+def short(line: str) -> str:
+    """``2026-11-25T10:00:00.123456Z host kern.warning kernel: text`` -> ``10:00:00.123456 kernel: text``: the
+    date and host are in the header already; a line of another shape is shown as it is."""
+    parts = line.split(" ", 4)
+    if len(parts) == 5 and len(parts[0]) >= 26 and parts[0][10:11] == "T" and parts[0].endswith("Z"):
+        return f"{parts[0][11:26]} {parts[3]} {parts[4]}"
+    return line
+
+
+def render(inc: dict, context: list[str], crash: list[str], raw: bool = False) -> str:
+    if not raw:
+        context = [short(x) for x in context]
+        crash = [short(x) for x in crash]
     out: list[str] = []
     add = out.append
     state = _v(inc.get("state"))
@@ -123,6 +137,6 @@ def run(args: argparse.Namespace) -> int:
         obj["crash_log"] = crash
         sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        sys.stdout.write(render(inc, context, crash))
+        sys.stdout.write(render(inc, context, crash, raw=args.raw))
     sys.stdout.flush()
     return 0
