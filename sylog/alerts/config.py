@@ -22,6 +22,12 @@ Example::
     url = "http://isolator.example/drain"
     fleet_hosts = 5
     fleet_window = 600
+What a hook receives: for ``open``/``close``/``vmcore`` the incident JSON exactly as ``sylog show ID --json``
+would print its file; for a fleet rule a JSON object ``{"event": "fleet", "signature", "kind", "title", "hosts",
+"host_count", "threshold", "window", "incidents", "first_seen", "last_seen"}`` (times: epoch seconds). The event
+name is in ``SYLOG_EVENT`` (exec, also ``SYLOG_ALERT`` = the hook's name) or the ``X-Sylog-Event`` header (webhook).
+Delivery: exec succeeds on exit status 0; webhook on 2xx (5xx, 408, 425, 429 and network errors are retried, other
+codes are not). Counters: ``AlertDispatcher.stats()``; a summary line is logged at shutdown.
 """
 
 from __future__ import annotations
