@@ -22,8 +22,9 @@ Example::
     url = "http://isolator.example/drain"
     fleet_hosts = 5
     fleet_window = 600
-What a hook receives: for ``open``/``close``/``vmcore`` the incident JSON exactly as ``sylog show ID --json``
-would print its file; for a fleet rule a JSON object ``{"event": "fleet", "signature", "kind", "title", "hosts",
+
+What a hook receives: for ``open``/``close``/``vmcore`` the incident JSON (the fields of
+``DATA/incidents/<host>/<id>.json``, as they are when the event fires); for a fleet rule a JSON object ``{"event": "fleet", "signature", "kind", "title", "hosts",
 "host_count", "threshold", "window", "incidents", "first_seen", "last_seen"}`` (times: epoch seconds). The event
 name is in ``SYLOG_EVENT`` (exec, also ``SYLOG_ALERT`` = the hook's name) or the ``X-Sylog-Event`` header (webhook).
 Delivery: exec succeeds on exit status 0; webhook on 2xx (5xx, 408, 425, 429 and network errors are retried, other
