@@ -10,7 +10,8 @@ import sys
 from sylog import __version__
 
 # Order is the order shown in --help.
-COMMANDS: tuple[str, ...] = ("serve", "parse", "incidents", "show", "timeline", "signatures", "link-vmcore")
+COMMANDS: tuple[str, ...] = ("serve", "parse", "incidents", "show", "timeline", "signatures", "link-vmcore",
+                             "check-config", "client-setup")
 
 
 def build_parser() -> argparse.ArgumentParser:
