@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loop", default="uvloop")
     ap.add_argument("--profile", metavar="FILE", help="run the server under cProfile, stats to FILE")
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--udp-rate", type=float, metavar="MSG/S",
+                    help="instead: offer the messages over UDP at this rate; report the fraction received")
     a = ap.parse_args(argv)
+    if a.udp_rate:
+        return _udp(a)
 
     payloads, expect = _render(a.messages, a.hosts, a.connections)
     with tempfile.TemporaryDirectory(prefix="sylog-bench-") as tmp:
@@ -135,6 +139,54 @@ def main(argv: list[str] | None = None) -> int:
         print(f"timeline bytes on disk {got} (expected {expect}): {'OK' if got == expect else 'MISMATCH'}")
         if last:
             print(last[-1].split("INFO ", 1)[-1])
+    return 0
+
+
+def _udp(a: argparse.Namespace) -> int:
+    """Paced UDP offer (one sender thread, 1 ms ticks); received = the server's final ``received=`` count."""
+    msgs = []
+    for i in range(a.messages):
+        h = f"bench-host-{i % a.hosts:04d}"
+        msgs.append(f"<86>1 2026-11-25T10:00:00.000000Z {h} sshd 4242 - - pid {i} session opened seq={i}".encode())
+    with tempfile.TemporaryDirectory(prefix="sylog-bench-") as tmp:
+        udp = _free_port(socket.SOCK_DGRAM)
+        tcp = _free_port(socket.SOCK_STREAM)
+        proc = subprocess.Popen([sys.executable, "-m", "sylog", "serve", "--data-dir", f"{tmp}/data", "--udp",
+                                 f"127.0.0.1:{udp}", "--tcp", f"127.0.0.1:{tcp}", "--loop", a.loop,
+                                 "--stats-interval", "0"], stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", tcp), timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit("server did not start")
+                    time.sleep(0.05)
+            cpu0 = _cpu_seconds(proc.pid)
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            dst = ("127.0.0.1", udp)
+            t0 = time.monotonic()
+            sent = 0
+            while sent < len(msgs):
+                due = min(len(msgs), int((time.monotonic() - t0) * a.udp_rate) + 1)
+                for m in msgs[sent:due]:
+                    s.sendto(m, dst)
+                sent = due
+                if sent < len(msgs):
+                    time.sleep(0.001)
+            offered = len(msgs) / (time.monotonic() - t0)
+            time.sleep(0.5)
+            cpu = _cpu_seconds(proc.pid) - cpu0
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        last = [ln for ln in err.splitlines() if "stopped:" in ln][-1]
+        got = int(last.split(" received=")[1].split()[0])
+        print(f"udp messages={a.messages} offered={offered:,.0f} msg/s received={got} "
+              f"fraction={got / a.messages:.4f} server_cpu={cpu:.2f}s")
     return 0
 
 
