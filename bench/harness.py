@@ -1,0 +1,257 @@
+"""One measured run: start a receiver, send a workload, wait for the last line on disk, account, verify, stop.
+
+Timing: from the first byte sent (the earliest sender's ``time.monotonic()`` just before its first send; the clock
+is system-wide) to the last write of the receiver. The receiver's activity is watched through ``wchar`` in
+``/proc/<pid>/io`` (summed over its process tree) every few ms - one small read, no directory walk while it
+works; once it has been quiet for a second the timeline lines are counted (all files, per host) and compared with
+the manifest. The end time is the last moment ``wchar`` moved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import procstat
+from bench.loadgen import LoadResult, LoadRun
+from bench.targets import Rsyslog, Sink, Sylog, Target
+from bench.workload import WorkloadSpec
+
+
+def count_lines(timelines: Path) -> tuple[int, dict[str, int], float]:
+    """Lines per host directory (every ``*.log`` file in it), and the newest file mtime (wall clock)."""
+    per: dict[str, int] = {}
+    newest = 0
+    try:
+        hosts = list(os.scandir(timelines))
+    except FileNotFoundError:
+        return 0, per, 0.0
+    for d in hosts:
+        if not d.is_dir():
+            continue
+        n = 0
+        for f in os.scandir(d.path):
+            if f.name.endswith(".log"):
+                newest = max(newest, f.stat().st_mtime_ns)
+                with open(f.path, "rb") as fh:
+                    while True:
+                        b = fh.read(1 << 22)
+                        if not b:
+                            break
+                        n += b.count(b"\n")
+        per[d.name] = n
+    return sum(per.values()), per, newest / 1e9
+
+
+@dataclass
+class WaitResult:
+    t_end: float  # monotonic time of the last timeline write (newest mtime) or last received byte (sink)
+    lines: int
+    per_host: dict[str, int] = field(default_factory=dict)
+    timed_out: bool = False
+
+
+def _mono(wall: float, fallback: float) -> float:
+    """A wall-clock time (file mtime) on the monotonic clock the senders use."""
+    return wall - (time.time() - time.monotonic()) if wall else fallback
+
+
+def wait_files(target: Target, expected: int, load_done: Any, *, poll: float = 0.005, quiet: float = 1.0,
+               give_up_quiet: float = 10.0, timeout: float = 900.0) -> WaitResult:
+    """Wait until ``expected`` lines are on disk (or the receiver has written nothing for ``give_up_quiet`` s after
+    the load finished: loss)."""
+    deadline = time.monotonic() + timeout
+    pids = procstat.tree(target.pid)
+    pids_at = time.monotonic()
+    last_w = -1
+    t_change = time.monotonic()
+    last_count_at = 0.0
+    lines, per = 0, {}
+    while True:
+        now = time.monotonic()
+        if now - pids_at > 1.0:
+            pids, pids_at = procstat.tree(target.pid), now
+        w = procstat.wchar(pids)
+        if w != last_w:
+            last_w, t_change = w, now
+        elif load_done() and now - t_change >= quiet and now - last_count_at >= quiet:
+            lines, per, newest = count_lines(target.timelines)
+            last_count_at = time.monotonic()
+            if lines >= expected or now - t_change >= give_up_quiet:
+                return WaitResult(_mono(newest, t_change), lines, per)
+        if now > deadline or not target.alive():
+            lines, per, newest = count_lines(target.timelines)
+            return WaitResult(_mono(newest, t_change), lines, per, timed_out=True)
+        time.sleep(poll)
+
+
+def wait_sink(sink: Sink, expected_bytes: int | None, load_done: Any, *, udp: bool = False, quiet: float = 1.0,
+              timeout: float = 600.0) -> WaitResult:
+    deadline = time.monotonic() + timeout
+    while True:
+        now = time.monotonic()
+        got = sink.udp_datagrams if udp else sink.tcp_bytes
+        if not udp and expected_bytes is not None and got >= expected_bytes:
+            return WaitResult(sink.last_activity, 0)
+        if load_done() and now - max(sink.last_activity, 0) >= quiet:
+            return WaitResult(sink.last_activity, sink.udp_datagrams if udp else 0, timed_out=not udp)
+        if now > deadline:
+            return WaitResult(sink.last_activity, got, timed_out=True)
+        time.sleep(0.005)
+
+
+def incidents_found(data: Path) -> dict[str, list[dict]]:
+    """host -> incident JSON objects on disk (written atomically: ``*.json`` only, temp files skipped)."""
+    out: dict[str, list[dict]] = {}
+    root = data / "incidents"
+    if not root.is_dir():
+        return out
+    for hd in os.scandir(root):
+        if not hd.is_dir():
+            continue
+        for f in os.scandir(hd.path):
+            if f.name.endswith(".json") and not f.name.startswith("."):
+                try:
+                    out.setdefault(hd.name, []).append(json.loads(Path(f.path).read_bytes()))
+                except (OSError, ValueError):
+                    continue
+    return out
+
+
+@dataclass
+class IngestResult:
+    target: str
+    transport: str
+    hosts: int
+    offered: int  # messages sent
+    lines: int  # lines found on disk (file targets) / datagrams or messages counted (sink)
+    seconds: float  # first byte sent -> last line on disk
+    rate: float  # offered / seconds (TCP: only meaningful when nothing was lost)
+    cpu_s: float
+    cpu_per_million: float
+    peak_rss_mb: float
+    rss_after_mb: float
+    send_rate: float  # what the load generator achieved
+    lost: int
+    hosts_wrong: int  # hosts whose line count differs from the manifest
+    incidents_expected: int = 0
+    incidents_matched: int = 0
+    incidents_extra: int = 0
+    rcvbuf_errors: int = 0
+    exit_code: int | None = None
+    note: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def make_target(name: str, workdir: Path, *, tcp: bool, udp: bool, hosts: int, **kw: Any) -> Target:
+    if name == "sylog":
+        return Sylog(workdir, tcp=tcp, udp=udp, **kw)
+    if name == "rsyslog":
+        return Rsyslog(workdir, tcp=tcp, udp=udp, hosts=hosts, **kw)
+    if name == "sink":
+        return Sink(workdir, tcp=tcp, udp=udp)
+    raise ValueError(name)
+
+
+def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", framing: str = "octet",
+           rate: float | None = None, tmp_root: str | None = None, timeout: float = 900.0,
+           target_kw: dict | None = None, keep: Path | None = None) -> IngestResult:
+    """One run of one receiver on one workload."""
+    with tempfile.TemporaryDirectory(prefix=f"sylog-bench-{target_name}-", dir=tmp_root) as tmp:
+        work = Path(tmp)
+        tgt = make_target(target_name, work, tcp=transport == "tcp", udp=transport == "udp", hosts=spec.hosts,
+                          **(target_kw or {}))
+        tgt.start()
+        port = tgt.tcp_port if transport == "tcp" else tgt.udp_port
+        run = LoadRun(spec, target=f"127.0.0.1:{port}", transport=transport, framing=framing, rate=rate,
+                      timeout=timeout)
+        load: list[LoadResult] = []
+        try:
+            run.start()
+            time.sleep(0.2)  # let the connections' accept settle
+            pids = procstat.tree(tgt.pid)
+            cpu0 = procstat.cpu_seconds(tgt.pid, pids=pids)
+            snmp0 = procstat.snmp_udp()
+            run.go()
+
+            import threading
+
+            def waiter() -> None:
+                load.append(run.wait())
+
+            th = threading.Thread(target=waiter, daemon=True)
+            th.start()
+            done = lambda: not th.is_alive()  # noqa: E731
+            if isinstance(tgt, Sink):
+                # expected bytes are known only once the senders report; before that wait on activity
+                th.join(timeout)
+                lr = load[0]
+                w = wait_sink(tgt, lr.bytes if transport == "tcp" else None, done, udp=transport == "udp")
+                if transport == "tcp":
+                    w.lines = lr.messages if tgt.tcp_bytes >= lr.bytes else 0
+            else:
+                w = wait_files(tgt, spec_total(spec), done,
+                               give_up_quiet=3.0 if transport == "udp" else 10.0, timeout=timeout)
+            th.join(timeout)
+            lr = load[0]
+            pids = procstat.tree(tgt.pid)
+            cpu = procstat.cpu_seconds(tgt.pid, pids=pids) - cpu0
+            peak = procstat.peak_rss_mb(tgt.pid)
+            rss = procstat.rss_mb(tgt.pid)
+            snmp1 = procstat.snmp_udp()
+            found = incidents_found(tgt.data) if target_name == "sylog" else {}
+        finally:
+            run.close()
+            rc = tgt.stop()
+        if keep is not None:
+            import shutil
+
+            shutil.copytree(work, keep, dirs_exist_ok=True)
+        man = lr.manifest
+        offered = lr.messages
+        seconds = max(1e-9, w.t_end - lr.t_first)
+        wrong = 0
+        if w.per_host and man.per_host and transport == "tcp":
+            wrong = sum(1 for h, n in man.per_host.items() if w.per_host.get(h, 0) != n)
+            wrong += sum(1 for h in w.per_host if h not in man.per_host)
+        matched = extra = 0
+        crash_hosts = {c.host: c.kind for c in man.crashes}
+        for h, incs in found.items():
+            if h in crash_hosts and any(i.get("kind") == crash_hosts[h] for i in incs):
+                matched += 1
+            elif h not in crash_hosts:
+                extra += len(incs)
+        note = []
+        if w.timed_out:
+            note.append("timed out")
+        errs = [s.error for s in lr.senders if s.error]
+        if errs:
+            note.append("sender errors: " + "; ".join(errs[:2]))
+        if rc not in (0, None, -15) and target_name != "sink":
+            note.append(f"exit {rc}: {tgt.tail(300)!r}")
+        return IngestResult(
+            target=target_name, transport=transport, hosts=spec.hosts, offered=offered, lines=w.lines,
+            seconds=seconds, rate=offered / seconds, cpu_s=cpu, cpu_per_million=cpu * 1e6 / max(1, offered),
+            peak_rss_mb=peak, rss_after_mb=rss, send_rate=lr.achieved_rate, lost=max(0, offered - w.lines),
+            hosts_wrong=wrong, incidents_expected=len(man.crashes) if target_name == "sylog" else 0,
+            incidents_matched=matched, incidents_extra=extra,
+            rcvbuf_errors=snmp1.get("RcvbufErrors", 0) - snmp0.get("RcvbufErrors", 0), exit_code=rc,
+            note="; ".join(note))
+
+
+def spec_total(spec: WorkloadSpec) -> int:
+    from bench.workload import Workload
+
+    return Workload(spec).manifest("octet").total_messages
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
