@@ -436,3 +436,24 @@ def test_guesses_wait_for_late_syslog_lines_but_signatures_do_not(data: Path, cr
     age(d2, 400)
     assert scan(data, crashdir, settle=300.0, now=now)[0].status == "created"
     assert d.exists()
+
+
+def test_crash_lines_that_arrive_after_the_dump_still_get_it(data: Path, crashdir: Path) -> None:
+    """rsyslog queued the oops on the dying host and forwarded it after the reboot: sylog received it minutes after
+    the crash time the dump records. Same signature: linked; a later warning of the new boot is not."""
+    late = syslog_incident(data, "db-07", strip_ts(crash_lines(RELEASE_DEB)), T + 420)
+    syslog_incident(data, "db-07", WARN, T + 900)  # after the reboot: another, harmless matter
+    make_debian(crashdir, local(T + 60), tag="db-07", crashtime=int(T))
+    [r] = scan(data, crashdir)
+    assert (r.incident_id, r.matched_by) == (late.id, "signature")
+
+
+def test_late_crash_of_another_signature_is_matched_by_time_but_a_warning_is_not(data: Path, crashdir: Path) -> None:
+    warn = syslog_incident(data, "db-07", WARN, T + 900)
+    make_debian(crashdir, local(T + 60), tag="db-07", crashtime=int(T), crash=SYSRQ_C)
+    [r] = scan(data, crashdir)
+    assert r.status == "created" and r.incident_id != warn.id
+    late = syslog_incident(data, "db-08", strip_ts(crash_lines(RELEASE_DEB)), T + 420)  # oops, not the dump's sysrq
+    make_debian(crashdir, local(T + 60), tag="db-08", crashtime=int(T), crash=SYSRQ_C)
+    [r] = scan(data, crashdir)
+    assert (r.incident_id, r.matched_by) == (late.id, "time")

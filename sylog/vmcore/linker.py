@@ -171,16 +171,24 @@ def _t(inc: Incident) -> float | None:
     return parse_rfc3339(inc.first_seen)
 
 
+# Kinds that take a host down: an incident of these opened *after* the dump time can only be this crash's own lines
+# arriving late (rsyslog's disk queue forwards them once the host is back), never a new crash of a host that was
+# busy dumping and rebooting. Same set as the correlator's DIE_KINDS.
+_DOWN_KINDS = frozenset({"panic", "oops", "bug", "page-fault", "gpf", "mce", "hard-lockup", "hw-error",
+                         "unclean-reboot"})
+
+
 def decide(incidents: Iterable[Incident], *, dump_key: str, t_dump: float, signature: str | None,
            window: float, slack: float = CLOCK_SLACK, sig_window: float | None = None) -> Decision:
-    """Pick the incident a dump belongs to (``incidents``: the host's incidents).
+    """Pick the incident a dump belongs to (``incidents``: the host's incidents, times are sylog's receive times).
 
     1. one already holding this very dump (idempotence);
-    2. same signature, no dump yet, opened before the dump (plus slack) and not more than ``sig_window``
-       (default: the larger of window and 24 h) before it — the closest such;
-    3. no dump yet, opened closest before the dump within ``window`` (any kind);
-    4. an ``unclean-reboot`` incident (the host came back without its crash reaching us) opened within
-       ``window`` after the dump;
+    2. same signature, no dump yet, opened from ``sig_window`` (default: the larger of window and 24 h) before
+       the dump to ``window`` after it (its lines may reach us only after the host rebooted) — the closest one
+       before the dump (plus ``slack`` for clock skew), else the first one after;
+    3. no dump yet, opened closest before the dump (plus slack) within ``window`` (any kind but unclean-reboot);
+    4. no dump yet, a crash kind or an ``unclean-reboot`` (the host came back without its crash reaching us)
+       opened within ``window`` after the dump — the first such;
     5. else create one from the dump's dmesg."""
     incs = list(incidents)
     for inc in incs:
@@ -188,15 +196,17 @@ def decide(incidents: Iterable[Incident], *, dump_key: str, t_dump: float, signa
             return Decision(action="link", incident_id=inc.id, matched_by=inc.vmcore.get("matched_by", "time"))
     free = [(t, inc) for inc in incs if not inc.vmcore and (t := _t(inc)) is not None]
     sw = max(window, 86400.0) if sig_window is None else sig_window
+    edge = t_dump + slack
     if signature:
-        cands = [(t, i) for t, i in free if i.signature == signature and t_dump - sw <= t <= t_dump + slack]
-        if cands:
-            return Decision(action="link", incident_id=max(cands, key=lambda x: x[0])[1].id,
-                            matched_by=MATCH_SIGNATURE)
-    cands = [(t, i) for t, i in free if i.kind != "unclean-reboot" and t_dump - window <= t <= t_dump + slack]
+        cands = [(t, i) for t, i in free if i.signature == signature and t_dump - sw <= t <= t_dump + window]
+        before = [c for c in cands if c[0] <= edge]
+        if before or cands:
+            pick = max(before, key=lambda x: x[0]) if before else min(cands, key=lambda x: x[0])
+            return Decision(action="link", incident_id=pick[1].id, matched_by=MATCH_SIGNATURE)
+    cands = [(t, i) for t, i in free if i.kind != "unclean-reboot" and t_dump - window <= t <= edge]
     if cands:
         return Decision(action="link", incident_id=max(cands, key=lambda x: x[0])[1].id, matched_by=MATCH_TIME)
-    cands = [(t, i) for t, i in free if i.kind == "unclean-reboot" and t_dump - slack <= t <= t_dump + window]
+    cands = [(t, i) for t, i in free if (i.kind in _DOWN_KINDS or i.fatal) and t_dump - slack <= t <= t_dump + window]
     if cands:
         return Decision(action="link", incident_id=min(cands, key=lambda x: x[0])[1].id, matched_by=MATCH_TIME)
     return Decision(action="create", incident_id=None, matched_by=MATCH_DUMP_ONLY)
