@@ -463,6 +463,7 @@ def scan(data_dir: str | os.PathLike, roots: list[str], *, window: float = 7200.
             reg["rebuilt"] = True
             changed = True
         peers = load_peers(data_dir)
+        claimed: set[str | None] = set()
         for root in roots:
             for path, rel in find_dump_dirs(root):
                 key = os.path.realpath(path)
@@ -480,6 +481,10 @@ def scan(data_dir: str | os.PathLike, roots: list[str], *, window: float = 7200.
                 except Exception as e:  # one bad dump must not stop the scan
                     log.exception("vmcore: linking %s failed", path)
                     r = LinkResult(dir=key, status="error", message=f"{type(e).__name__}: {e}")
+                if r.status == "deferred":
+                    if r.incident_id in claimed:  # two dumps for one open incident: one at a time
+                        continue
+                    claimed.add(r.incident_id)
                 if r.status in ("linked", "created"):
                     changed = True
                 if cache is not None and fp is not None and r.status in ("unresolved", "error"):

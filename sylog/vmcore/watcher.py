@@ -147,6 +147,8 @@ class VmcoreWatcher:
             return
         extra: dict[str, Any] = {}
         rec = eng.corr.open.get(r.host) if hasattr(eng, "corr") else None
+        if rec is not None and rec.inc.id == r.incident_id and rec.inc.vmcore:
+            return  # it got another dump meanwhile: one incident, one dump
         if rec is not None and rec.inc.id == r.incident_id and "panic" not in rec.inc.kinds:
             extra["kinds"] = [*rec.inc.kinds, "panic"]  # kdump ran: the kernel panicked
         ok = eng.update_incident(r.host, r.incident_id, vmcore=r.vmcore, vmcore_missing=False, fatal=True, **extra)
