@@ -346,3 +346,41 @@ def test_tick_spends_a_bounded_cpu_budget_on_analysis_in_a_storm():
         c.tick(feed.advance(0.1), budget=0.03)
     assert len(sink.closed()) == 300 and not c.open
     assert all(r.inc.function == "ext4_fill_super" for r in sink.closed())
+
+
+# --- properties ---------------------------------------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as hs  # noqa: E402
+
+_TEXTS = OOPS + PANIC + [
+    "[    0.000000] Linux version 6.1.0", "[  900.0] eth0: up", "[    1.0] early", "WARNING: CPU: 1 PID: 2 at x",
+    "reboot: Restarting system", "", "\x00\xff garbage", "[T12] INFO: task kworker:1 blocked for more than 1 s",
+]
+_EVENTS = hs.lists(hs.tuples(hs.sampled_from(["a", "b", "c"]), hs.one_of(hs.sampled_from(_TEXTS), hs.text(max_size=40)),
+                             hs.booleans(), hs.sampled_from([0.0, 0.001, 1.0, 40.0])), max_size=120)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_EVENTS)
+def test_property_hosts_never_mix_and_every_incident_closes(events):
+    c, sink, feed, _ = make(quiet=30, context_lines=10, max_lines=40, tail_keep=5)
+    for host, text, kernel, dt in events:
+        feed(host, text, kernel=kernel, dt=dt)
+        if dt >= 1.0:
+            c.tick(feed.t)
+    c.tick(feed.advance(10_000))
+    opened = {id(r) for r in sink.opened()}
+    closed = sink.closed()
+    assert opened == {id(r) for r in closed} and not c.open
+    by_host = {}
+    for r in closed:
+        inc = r.inc
+        assert inc.state == "closed" and inc.kind in inc.kinds and inc.lines >= 1
+        for ln in r.crash_lines():
+            assert ln.startswith(b"---- sylog:") or f" {inc.host} ".encode() in ln
+        for ln in r.context.splitlines():
+            assert f" {inc.host} ".encode() in ln
+        by_host.setdefault(inc.host, []).append(r)
+    for recs in by_host.values():  # one host's incidents never overlap in time
+        spans = sorted((r.first_t, r.last_t) for r in recs)
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))

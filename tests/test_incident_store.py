@@ -142,3 +142,29 @@ def test_recovery_long_after_closes_with_reason_restart(tmp_path):
     (p,) = (tmp_path / "incidents").rglob("*.json")
     inc = orjson.loads(p.read_bytes())
     assert inc["state"] == "closed" and inc["closed_reason"] == "restart" and inc["lines"] == len(OOPS)
+
+
+def test_enospc_mid_write_keeps_the_previous_version_whole(tmp_path, monkeypatch):
+    import errno
+    import sylog.incidents.store as store_mod
+
+    st = IncidentStore(tmp_path)
+    inc = Incident(id="20261125T101500Z-abcdef", host="db", kind="oops", lines=1)
+    st.write("db", inc.id, encode(inc), b"v1\n")
+    real_write = os.write
+    calls = {"n": 0}
+
+    def full_disk(fd, data):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, bytes(data[: len(data) // 2]))  # a short write first, then the disk is full
+
+    monkeypatch.setattr(store_mod.os, "write", full_disk)
+    inc2 = Incident(id=inc.id, host="db", kind="oops", lines=2, title="x" * 10000)
+    failed = st.write_batch([("db", inc.id, encode(inc2), b"v2\n" * 1000)])
+    monkeypatch.undo()
+    assert len(failed) == 1 and failed[0][2].errno == errno.ENOSPC
+    jp, lp = st.paths("db", inc.id)
+    assert decode(jp.read_bytes()).lines == 1 and lp.read_bytes() == b"v1\n"  # old version intact
+    assert sorted(p.name for p in jp.parent.iterdir()) == [jp.name, lp.name]  # no temp file left behind
