@@ -119,3 +119,11 @@ def test_incidents_missing_vmcore_lists_the_marked_ones(data: Path, tmp_path: Pa
     r = sylog("incidents", "--data-dir", str(data), "--missing-vmcore", "--json")
     assert r.returncode == 0, r.stderr
     assert [i["id"] for i in orjson.loads(r.stdout)] == [panic.id]
+
+
+def test_pointing_at_the_crash_dir_itself_suggests_a_dump(data: Path, tmp_path: Path) -> None:
+    crash = tmp_path / "crash"
+    d = make_debian(crash, local(T), tag="db-07", crashtime=int(T))
+    r = sylog("link-vmcore", str(crash), "--data-dir", str(data))
+    assert r.returncode == 1 and "not a kdump directory" in r.stderr and str(d) in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -88,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.json:
         hint = " (use --force if no server is running on this data dir)" if res.status == "deferred" else ""
+        if res.status == "error" and "not a kdump directory" in res.message:
+            inner = [rel for _, rel in scan.find_dump_dirs(path)]
+            if inner:
+                hint = (f"; it holds {len(inner)} dump director{'y' if len(inner) == 1 else 'ies'}: give one, e.g. "
+                        f"{os.path.join(path, inner[0])}")
         print(f"sylog link-vmcore: {res.dir}: {res.status}: {res.message}{hint}", file=sys.stderr)
     return 1 if res.status != "pending" else 2
 
