@@ -422,3 +422,20 @@ async def test_backpressure_pauses_tcp_when_the_writer_is_behind(server):
     await asyncio.wait_for(sender, 30)
     await until(lambda: s.c.written >= n, 30, "everything written after the disk recovered")
     assert len(lines_of(s.data, "bp")) == n
+
+
+async def test_udp_kernel_drops_are_read_for_our_socket(server):
+    from sylog.server.listeners import udp_kernel_drops
+
+    s = await server(**{"limits.udp_rcvbuf": 0})
+    tr = s.srv.udp_transports[0]
+    tr.pause_reading()  # nobody reads: a flood must overflow the receive buffer
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        for _ in range(5000):
+            u.sendto(b"x" * 1000, s.udp)
+    drops = udp_kernel_drops(s.srv._udp_inodes)
+    assert drops > 0
+    tr.resume_reading()
+    await until(lambda: s.c.udp_datagrams > 0, 5, "reading again")
+    s.srv._update_kernel_counters()
+    assert s.c.udp_kernel_drops >= drops

@@ -22,6 +22,7 @@ from sylog.incidents.engine import IncidentEngine
 from sylog.server.counters import Counters
 from sylog.server.listeners import (
     BindError, TcpConnection, TcpServerState, UdpListener, format_address, make_socket, set_rcvbuf,
+    udp_kernel_drops,
 )
 from sylog.server.pipeline import Observer, Pipeline
 from sylog.timeline.writer import TimelineWriter
@@ -88,6 +89,7 @@ class Server:
         self.tcp_addresses: list[tuple[Any, ...]] = []
         self.udp_addresses: list[tuple[Any, ...]] = []
         self._listen_socks: list[socket.socket] = []
+        self._udp_inodes: set[int] = set()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
@@ -136,6 +138,7 @@ class Server:
                 tr, _ = await loop.create_datagram_endpoint(
                     lambda: UdpListener(self.pipeline, self.counters, lim.max_message_size), sock=s)
                 self.udp_transports.append(tr)
+                self._udp_inodes.add(os.fstat(s.fileno()).st_ino)
                 addr = s.getsockname()
                 self.udp_addresses.append(addr)
                 parts.append(f"udp={format_address(addr)} (SO_RCVBUF asked {lim.udp_rcvbuf}, granted {granted})")
@@ -206,6 +209,7 @@ class Server:
                 break
             last = now_seen
             await asyncio.sleep(0.1)
+        self._update_kernel_counters()
         for tr in self.udp_transports:
             tr.close()
         if self.tcp_state is not None:
@@ -248,9 +252,14 @@ class Server:
         t0 = time.monotonic()
         while True:
             await asyncio.sleep(self.cfg.stats_interval)
+            self._update_kernel_counters()
             now, cur = time.monotonic(), self.counters.received
             log.info("stats %s rate=%.0f/s", self.counters.summary(), (cur - prev) / max(now - t0, 1e-9))
             prev, t0 = cur, now
+
+    def _update_kernel_counters(self) -> None:
+        if self._udp_inodes:
+            self.counters.udp_kernel_drops = udp_kernel_drops(self._udp_inodes)
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def _make_data_dir(self) -> None:

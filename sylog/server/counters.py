@@ -21,6 +21,7 @@ class Counters:
         "framing_errors",    # TCP connections closed because the stream could not be framed
         "framing_fallbacks",  # digit-led frames without '<' after the count, read as LF lines
         "udp_datagrams", "udp_empty", "udp_errors",
+        "udp_kernel_drops",  # datagrams the kernel dropped on our sockets (rcvbuf full), from /proc/net/udp
         "conn_accepted", "conn_open", "conn_refused", "conn_idle_closed",
         "written", "written_bytes", "write_errors", "write_failed",
         "dropped",           # messages dropped on purpose (load shedding; none yet)

@@ -118,6 +118,23 @@ def set_rcvbuf(sock: socket.socket, size: int) -> int:
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
 
+def udp_kernel_drops(inodes: set[int]) -> int:
+    """Datagrams the kernel dropped on OUR UDP sockets (receive buffer full): the ``drops`` column of
+    /proc/net/udp{,6} for their inodes. 0 where /proc is unavailable."""
+    total = 0
+    for path in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(path, "rb") as f:
+                next(f, None)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 13 and int(parts[9]) in inodes:
+                        total += int(parts[12])
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def _peer_ip(addr: Any) -> str:
     if isinstance(addr, tuple) and addr:
         return str(addr[0])
