@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         analyze = time.perf_counter() - c
         os.remove(big)
     created = sum(r.status == "created" for r in res)
-    print(f"first scan: {created}/{a.dumps} dumps linked in {first:.2f} s ({first / max(1, a.dumps) * 1000:.1f} ms/dump)")
+    per = first / max(1, a.dumps) * 1000
+    print(f"first scan: {created}/{a.dumps} dumps linked in {first:.2f} s ({per:.1f} ms/dump)")
     print(f"rescan of {a.dumps} linked dumps: {rescan * 1000:.0f} ms ({len(again)} results)")
     print(f"missing-vmcore pass over {a.dumps} settled incidents: {missing * 1000:.0f} ms")
     print(f"64 GiB ELF dump header: {header * 1000:.1f} ms (CRASHTIME {info.crashtime})")
