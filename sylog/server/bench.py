@@ -185,8 +185,9 @@ def _udp(a: argparse.Namespace) -> int:
             _, err = proc.communicate(timeout=60)
         last = [ln for ln in err.splitlines() if "stopped:" in ln][-1]
         got = int(last.split(" received=")[1].split()[0])
+        kdrops = int(last.split(" udp_kernel_drops=")[1].split()[0]) if " udp_kernel_drops=" in last else 0
         print(f"udp messages={a.messages} offered={offered:,.0f} msg/s received={got} "
-              f"fraction={got / a.messages:.4f} server_cpu={cpu:.2f}s")
+              f"fraction={got / a.messages:.4f} kernel_drops={kdrops} server_cpu={cpu:.2f}s")
     return 0
 
 
