@@ -45,6 +45,7 @@ class IncidentEngine:
         self._events: dict[str, list[str]] = {}  # id -> events not yet announced to listeners
         self._inflight: asyncio.Future | None = None
         self._writing: dict[str, OpenIncident] = {}  # id -> record whose snapshot is being written right now
+        self._kick_pending = False
         self._executor: ThreadPoolExecutor | None = None
         self._packer: ThreadPoolExecutor | None = None
         self._packing: asyncio.Future | None = None
@@ -70,6 +71,8 @@ class IncidentEngine:
         self._dirty[iid] = rec
         if event != "updated":
             self._events.setdefault(iid, []).append(event)
+            if event == "opened":
+                self._schedule_kick()
         if len(self._dirty) > self.max_pending:  # disk gone for long: keep the newest, count the rest
             old = next(iter(self._dirty))
             if old != iid:
@@ -92,6 +95,26 @@ class IncidentEngine:
         self.corr.tick(now)
         if self.corr.pending_blocks:
             self._pack()
+        self._flush(now)
+
+    def _kick(self) -> None:
+        self._kick_pending = False
+        self._flush(self.clock())
+
+    def _schedule_kick(self) -> None:
+        """Write soon (after the current read batch), not at the next tick: a new trigger reaches disk in a few
+        ms instead of up to a tick interval later."""
+        if self._kick_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._kick_pending = True
+        loop.call_soon(self._kick)
+
+    def _flush(self, now: float) -> None:
+        """Snapshot every changed incident and hand them to the writer thread in one hop."""
         if not self._dirty or now < self._retry_at:
             return
         if self._inflight is not None and not self._inflight.done():
@@ -152,6 +175,8 @@ class IncidentEngine:
                         self._backoff, failed[0][1])
         else:
             self._backoff = 0.0
+            if any(self._events.get(i) for i in self._dirty):  # triggers that came during this write
+                self._schedule_kick()
         for rec, _, iid, _, _, events in batch:
             if iid in bad:
                 if iid not in self._dirty:

@@ -19,7 +19,7 @@ from sylog.incidents.model import ID_RE, Incident, decode
 
 SEPARATOR_PREFIX = b"---- sylog: crash lines of incident "
 TMP_MARK = ".tmp-"
-FSYNC_THREADS = 8
+FSYNC_THREADS = 16
 
 
 def separator(iid: str, context_lines: int) -> bytes:
