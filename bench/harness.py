@@ -145,6 +145,8 @@ class IngestResult:
     incidents_extra: int = 0
     rcvbuf_errors: int = 0
     exit_code: int | None = None
+    main_thread_cpu: float = 0.0  # whole process lifetime (start-up included), from /proc/PID/task
+    other_threads_cpu: float = 0.0
     note: str = ""
 
     def row(self) -> dict[str, Any]:
@@ -163,7 +165,7 @@ def make_target(name: str, workdir: Path, *, tcp: bool, udp: bool, hosts: int, *
 
 def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", framing: str = "octet",
            rate: float | None = None, tmp_root: str | None = None, timeout: float = 900.0,
-           target_kw: dict | None = None, keep: Path | None = None) -> IngestResult:
+           target_kw: dict | None = None, keep: Path | None = None, info: dict | None = None) -> IngestResult:
     """One run of one receiver on one workload."""
     with tempfile.TemporaryDirectory(prefix=f"sylog-bench-{target_name}-", dir=tmp_root) as tmp:
         work = Path(tmp)
@@ -180,6 +182,7 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             pids = procstat.tree(tgt.pid)
             cpu0 = procstat.cpu_seconds(tgt.pid, pids=pids)
             snmp0 = procstat.snmp_udp()
+            tgt.on_go()
             run.go()
 
             import threading
@@ -201,6 +204,9 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
                 w = wait_files(tgt, spec_total(spec), done,
                                give_up_quiet=3.0 if transport == "udp" else 10.0, timeout=timeout)
             th.join(timeout)
+            tgt.on_done()
+            if info is not None:
+                info["window_main_cpu"] = getattr(tgt, "window_cpu", None)
             lr = load[0]
             pids = procstat.tree(tgt.pid)
             cpu = procstat.cpu_seconds(tgt.pid, pids=pids) - cpu0
@@ -208,6 +214,9 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             rss = procstat.rss_mb(tgt.pid)
             snmp1 = procstat.snmp_udp()
             found = incidents_found(tgt.data) if target_name == "sylog" else {}
+            thr = procstat.threads_cpu(tgt.pid)
+            main_cpu = next((c for t, _, c in thr if t == tgt.pid), 0.0)
+            other_cpu = sum(c for t, _, c in thr if t != tgt.pid)
         finally:
             run.close()
             rc = tgt.stop()
@@ -244,7 +253,7 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             hosts_wrong=wrong, incidents_expected=len(man.crashes) if target_name == "sylog" else 0,
             incidents_matched=matched, incidents_extra=extra,
             rcvbuf_errors=snmp1.get("RcvbufErrors", 0) - snmp0.get("RcvbufErrors", 0), exit_code=rc,
-            note="; ".join(note))
+            main_thread_cpu=main_cpu, other_threads_cpu=other_cpu, note="; ".join(note))
 
 
 def spec_total(spec: WorkloadSpec) -> int:

@@ -86,6 +86,12 @@ class Target:
                 raise RuntimeError(f"{self.name} not listening after {timeout}s: {self.tail()}")
             time.sleep(0.02)
 
+    def on_go(self) -> None:
+        """Called just before the load starts (the profiled target starts its profiler)."""
+
+    def on_done(self) -> None:
+        """Called once the last line is on disk."""
+
     def tail(self, n: int = 2000) -> str:
         try:
             return self.log.read_text(errors="replace")[-n:]
@@ -117,9 +123,8 @@ class Sylog(Target):
 
     def start(self) -> None:
         cmd = [sys.executable]
-        if self.profile:
-            cmd += ["-m", "cProfile", "-o", str(self.profile)]
-        cmd += ["-m", "sylog", "serve", "--data-dir", str(self.data),
+        cmd += ["-m", "bench.profserve", str(self.profile)] if self.profile else ["-m", "sylog"]
+        cmd += ["serve", "--data-dir", str(self.data),
                 "--tcp", f"127.0.0.1:{self.tcp_port}" if self.tcp_port else "none",
                 "--udp", f"127.0.0.1:{self.udp_port}" if self.udp_port else "none",
                 "--incident-quiet", str(self.incident_quiet), "--stats-interval", "0", *self.extra]
@@ -127,6 +132,22 @@ class Sylog(Target):
         self._logf = open(self.log, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, cwd=str(REPO))
         self._wait_ready()
+
+    def _main_cpu(self) -> float:
+        from bench.procstat import threads_cpu
+
+        return next((c for t, _, c in threads_cpu(self.proc.pid) if t == self.proc.pid), 0.0)
+
+    def on_go(self) -> None:
+        if self.profile:
+            os.kill(self.proc.pid, signal.SIGUSR1)
+            time.sleep(0.05)
+            self.window_cpu = -self._main_cpu()
+
+    def on_done(self) -> None:
+        if self.profile:
+            os.kill(self.proc.pid, signal.SIGUSR2)
+            self.window_cpu += self._main_cpu()
 
     def stop(self, timeout: float = 120.0) -> int | None:
         rc = super().stop(timeout)

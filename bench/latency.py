@@ -1,0 +1,114 @@
+"""Crash latency: trigger line sent -> incident JSON visible on disk, under background load.
+
+sylog runs with a background load (default: 1,000 hosts over 4 TCP connections paced at 100k msg/s, cycling a
+pre-rendered workload; or UDP). On a separate TCP connection, K "crash hosts" first send 20 ordinary lines each
+(their context ring), then, one after the other, each sends a realistic crash trace; the time just before the
+``sendall`` of the trace is the send time, and a stat loop (every 2 ms, no inotify) watches
+``DATA/incidents/<host>/`` until a ``*.json`` appears. Reported: p50/p90/p99/max, the background rate the load
+generator achieved and the rate sylog actually wrote during the test (lines on disk / duration).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import procstat
+from bench.harness import count_lines
+from bench.loadgen import LoadRun
+from bench.targets import Sylog
+from bench.traces import TRACE_NAMES, TRACES
+from bench.workload import Workload, WorkloadSpec, frame
+
+
+def _crash_payloads(k: int, framing: str = "octet") -> tuple[list[str], bytes, list[bytes]]:
+    """Host names, all context lines (one buffer), one trace buffer per host."""
+    ctx_w = Workload(WorkloadSpec(hosts=k, messages=20 * k, prefix="crash", senders=1, kernel_share=0.1))
+    context = b"".join(frame(m, framing) for _h, m, _c in ctx_w.messages())
+    names, traces = [], []
+    stamp = b"2026-11-25T10:05:00.000000Z"
+    for i in range(k):
+        name = ctx_w.host_name(i)
+        tname = TRACE_NAMES[i % len(TRACE_NAMES)]
+        fill = {"cpu": i % 32, "pid": 1000 + i, "comm": "kworker/1:2", "rel": "6.1.0-18-amd64"}
+        lines = []
+        for j, (sev, text) in enumerate(TRACES[tname][1]):
+            m = b"<%d>1 %s %s kernel - - - [%12.6f] %s" % (sev, stamp, name.encode(), 500 + j * 1e-5,
+                                                           text.format(**fill).encode())
+            lines.append(frame(m, framing))
+        names.append(name)
+        traces.append(b"".join(lines))
+    return names, context, traces
+
+
+def pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
+    return xs[k]
+
+
+def run_latency(*, crashes: int = 50, rate: float = 100_000, background: str = "tcp", hosts: int = 1000,
+                senders: int = 4, gap: float = 0.1, warmup: float = 2.0, poll: float = 0.002,
+                give_up: float = 5.0, tmp_root: str | None = None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="sylog-bench-latency-", dir=tmp_root) as tmp:
+        tgt = Sylog(Path(tmp), tcp=True, udp=background == "udp", incident_quiet=30.0)
+        tgt.start()
+        names, context, traces = _crash_payloads(crashes)
+        duration = warmup + crashes * (gap + 0.25) + 5.0
+        per_sender_msgs = int(min(rate * duration, 400_000 * senders))
+        spec = WorkloadSpec(hosts=hosts, messages=per_sender_msgs, senders=senders if background == "tcp" else 2)
+        port = tgt.tcp_port if background == "tcp" else tgt.udp_port
+        bg = LoadRun(spec, target=f"127.0.0.1:{port}", transport=background, rate=rate, cycle=True,
+                     duration=duration, timeout=duration + 60)
+        lat: list[float] = []
+        missed: list[str] = []
+        try:
+            bg.start()
+            sock = socket.create_connection(("127.0.0.1", tgt.tcp_port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(context)
+            cpu0 = procstat.cpu_seconds(tgt.pid)
+            t_bg = time.monotonic()
+            bg.go()
+            time.sleep(warmup)
+            inc = tgt.data / "incidents"
+            for name, trace in zip(names, traces):
+                d = inc / name
+                t0 = time.monotonic()
+                sock.sendall(trace)
+                seen = None
+                while time.monotonic() - t0 < give_up:
+                    try:
+                        if any(f.endswith(".json") and not f.startswith(".") for f in os.listdir(d)):
+                            seen = time.monotonic()
+                            break
+                    except FileNotFoundError:
+                        pass
+                    time.sleep(poll)
+                if seen is None:
+                    missed.append(name)
+                else:
+                    lat.append(seen - t0)
+                time.sleep(gap)
+            t_end = time.monotonic()
+            lines_mid, _, _ = count_lines(tgt.timelines)
+            cpu = procstat.cpu_seconds(tgt.pid) - cpu0
+            sock.close()
+            lr = bg.wait()
+        finally:
+            bg.close()
+            tgt.stop()
+        written_rate = lines_mid / max(1e-9, t_end - t_bg)
+    return {"crashes": crashes, "detected": len(lat), "missed": len(missed),
+            "p50_ms": pct(lat, 50) * 1000, "p90_ms": pct(lat, 90) * 1000, "p99_ms": pct(lat, 99) * 1000,
+            "max_ms": max(lat) * 1000 if lat else float("nan"),
+            "mean_ms": statistics.mean(lat) * 1000 if lat else float("nan"),
+            "background": background, "offered_rate": rate, "achieved_send_rate": lr.achieved_rate,
+            "written_rate": written_rate, "cpu_util": cpu / max(1e-9, t_end - t_bg)}

@@ -1,0 +1,348 @@
+"""One command per benchmark; results go to bench/RESULTS.md (and raw rows to bench/results/<name>.json).
+
+    python -m bench.run tcp      [--hosts 1000 10 10000] [--messages 2000000] [--runs 3] [--targets sylog rsyslog sink]
+    python -m bench.run udp      [--rates 50000 100000 200000] [--seconds 5] [--runs 3]
+    python -m bench.run latency  [--crashes 50] [--rate 100000] [--background tcp|udp] [--runs 3]
+    python -m bench.run state    [--hosts 10000] [--lines-per-host 210] [--runs 3]
+    python -m bench.run parse    [--lines 200000] [--runs 3]
+    python -m bench.run profile  [--messages 500000] [--hosts 1000]
+    python -m bench.run smoke    (every benchmark at tiny sizes, results not written)
+
+Every receiver is started fresh per run in a temp dir on free loopback ports; runs of different receivers are
+interleaved (sylog, rsyslog, sink, sylog, ...) so slow drifts of the machine hit them alike. Each run is bounded by
+``--timeout``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import results
+from bench.harness import IngestResult, ingest
+from bench.workload import WorkloadSpec
+
+
+def _cmdline() -> str:
+    return "python -m bench.run " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _med(rows: list[IngestResult], attr: str) -> float:
+    xs = [getattr(r, attr) for r in rows]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _brief(r: IngestResult) -> str:
+    return (f"{r.target:8s} hosts={r.hosts:<6d} offered={r.offered:<8d} lines={r.lines:<8d} "
+            f"{r.rate:>10,.0f} msg/s  cpu/M={r.cpu_per_million:5.2f}s  peakRSS={r.peak_rss_mb:6.1f}MB"
+            f"  lost={r.lost} wrong_hosts={r.hosts_wrong} inc={r.incidents_matched}/{r.incidents_expected}"
+            f"{'+' + str(r.incidents_extra) if r.incidents_extra else ''} {r.note}")
+
+
+# -- tcp -------------------------------------------------------------------------------------------------------------
+def bench_tcp(a: argparse.Namespace, write: bool = True) -> dict:
+    started = results.machine_line()
+    rows: list[IngestResult] = []
+    for hosts in a.hosts:
+        spec = WorkloadSpec(hosts=hosts, messages=a.messages, crashes=min(10, hosts), senders=a.connections,
+                            seed=a.seed)
+        for run in range(a.runs):
+            for t in a.targets:
+                r = ingest(t, spec, transport="tcp", framing=a.framing, timeout=a.timeout)
+                rows.append(r)
+                _log(f"tcp run {run + 1}/{a.runs} {_brief(r)}")
+    out_rows, summary = [], {}
+    for hosts in a.hosts:
+        med = {}
+        for t in a.targets:
+            rs = [r for r in rows if r.hosts == hosts and r.target == t]
+            med[t] = {k: _med(rs, k) for k in ("rate", "seconds", "cpu_per_million", "peak_rss_mb", "send_rate",
+                                                "main_thread_cpu", "other_threads_cpu")}
+            med[t]["lost_max"] = max(r.lost for r in rs)
+            med[t]["wrong_max"] = max(r.hosts_wrong for r in rs)
+            med[t]["inc"] = f"{min(r.incidents_matched for r in rs)}/{rs[0].incidents_expected}" + \
+                (f" (+{max(r.incidents_extra for r in rs)} extra)" if any(r.incidents_extra for r in rs) else "")
+            med[t]["runs"] = [round(r.rate) for r in rs]
+        summary[hosts] = med
+        for t in a.targets:
+            m = med[t]
+            ratio_r = m["rate"] / med["rsyslog"]["rate"] if "rsyslog" in med and t != "rsyslog" else float("nan")
+            ratio_s = m["rate"] / med["sink"]["rate"] if "sink" in med and t != "sink" else float("nan")
+            out_rows.append([hosts, t, m["rate"], " / ".join(f"{x:,}" for x in m["runs"]), m["seconds"],
+                             m["cpu_per_million"] if t != "sink" else m["cpu_per_million"], m["peak_rss_mb"],
+                             m["lost_max"], m["wrong_max"], m["inc"] if t == "sylog" else "-",
+                             f"{ratio_r:.2f}x" if ratio_r == ratio_r else "-",
+                             f"{ratio_s:.3f}x" if ratio_s == ratio_s else "-"])
+    n_msgs = rows[0].offered if rows else 0
+    body = [f"## TCP ingest into per-host timelines ({n_msgs:,} messages, {a.connections} connections, "
+            f"{a.framing}-framed RFC 5424)", "",
+            f"command: `{_cmdline()}`  ", started + "  ",
+            f"finished: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {a.runs} run(s) per cell, medians", "",
+            results.table(["hosts", "receiver", "msg/s", "runs (msg/s)", "seconds", "CPU s / M msgs",
+                           "peak RSS MB", "lost (max)", "hosts with wrong count", "crash incidents found",
+                           "vs rsyslog", "vs sink"], out_rows), "",
+            "msg/s: first byte sent -> last timeline line on disk (newest file mtime), all lines counted per host "
+            "against the manifest. CPU: utime+stime of the receiver's process tree (threads and children) during "
+            "the run. Peak RSS: VmHWM summed over the tree. The sink reads and discards (no framing, no disk): "
+            "the loopback ceiling; its 'seconds' end when the last byte was read."]
+    if "sylog" in a.targets:
+        sy = [(h, summary[h]["sylog"]) for h in a.hosts]
+        body.append("")
+        body.append("sylog CPU by thread (whole process life, medians): " + "; ".join(
+            f"{h} hosts: main {m['main_thread_cpu']:.1f}s, other threads {m['other_threads_cpu']:.1f}s"
+            for h, m in sy))
+    if write:
+        results.update("tcp", "\n".join(body))
+        results.save_raw("tcp", [r.row() for r in rows])
+    print("\n".join(body))
+    return summary
+
+
+# -- udp -------------------------------------------------------------------------------------------------------------
+def bench_udp(a: argparse.Namespace, write: bool = True) -> dict:
+    started = results.machine_line()
+    rows: list[IngestResult] = []
+    for run in range(a.runs):
+        for rate in a.rates:
+            spec = WorkloadSpec(hosts=a.hosts[0], messages=int(rate * a.seconds), senders=a.senders, seed=a.seed)
+            for t in a.targets:
+                r = ingest(t, spec, transport="udp", rate=rate, timeout=a.timeout)
+                r.note = (r.note + f" offered_rate={rate}").strip()
+                rows.append(r)
+                _log(f"udp run {run + 1}/{a.runs} rate={rate} {_brief(r)} rcvbuf_err={r.rcvbuf_errors}")
+    out_rows, summary = [], {}
+    for rate in a.rates:
+        fr = {}
+        for t in a.targets:
+            rs = [r for r in rows if r.target == t and r.note.endswith(f"offered_rate={rate}")]
+            fracs = [r.lines / max(1, r.offered) for r in rs]
+            fr[t] = statistics.median(fracs)
+            out_rows.append([rate, t, statistics.median([r.send_rate for r in rs]), fr[t],
+                             " / ".join(f"{x:.3f}" for x in fracs), statistics.median([r.rcvbuf_errors for r in rs]),
+                             _med(rs, "cpu_per_million"), _med(rs, "peak_rss_mb")])
+        summary[rate] = fr
+    body = [f"## UDP: fraction received ({a.hosts[0]} hosts, {a.seconds:g} s per rate, {a.senders} sender processes "
+            f"with sendmmsg)", "", f"command: `{_cmdline()}`  ", started + "  ",
+            f"finished: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {a.runs} run(s), medians", "",
+            results.table(["offered msg/s", "receiver", "achieved send msg/s", "fraction received", "runs",
+                           "RcvbufErrors (delta)", "CPU s / M offered", "peak RSS MB"], out_rows), "",
+            "fraction received: lines in the timelines (sink: datagrams read) / datagrams sent. RcvbufErrors is "
+            "system-wide (/proc/net/snmp), so other traffic on the machine can add to it. sylog and rsyslog ask "
+            "for an 8 MiB SO_RCVBUF(FORCE)."]
+    if write:
+        results.update("udp", "\n".join(body))
+        results.save_raw("udp", [r.row() for r in rows])
+    print("\n".join(body))
+    return summary
+
+
+# -- latency ---------------------------------------------------------------------------------------------------------
+def bench_latency(a: argparse.Namespace, write: bool = True) -> dict:
+    from bench.latency import run_latency
+
+    started = results.machine_line()
+    runs = []
+    for run in range(a.runs):
+        r = run_latency(crashes=a.crashes, rate=a.rate, background=a.background, hosts=a.hosts[0])
+        runs.append(r)
+        _log(f"latency run {run + 1}/{a.runs}: " + json.dumps({k: round(v, 1) if isinstance(v, float) else v
+                                                              for k, v in r.items()}))
+    keys = ["p50_ms", "p90_ms", "p99_ms", "max_ms", "achieved_send_rate", "written_rate", "cpu_util"]
+    med = {k: statistics.median([r[k] for r in runs]) for k in keys}
+    rows = [[i + 1, r["detected"], r["missed"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"],
+             r["achieved_send_rate"], r["written_rate"], r["cpu_util"]] for i, r in enumerate(runs)]
+    rows.append(["median", "", "", med["p50_ms"], med["p90_ms"], med["p99_ms"], med["max_ms"],
+                 med["achieved_send_rate"], med["written_rate"], med["cpu_util"]])
+    body = [f"## Crash latency: trigger sent -> incident JSON on disk ({a.crashes} crashes per run, background "
+            f"{a.background} paced at {a.rate:,.0f} msg/s from {a.hosts[0]} hosts)", "",
+            f"command: `{_cmdline()}`  ", started + "  ",
+            f"finished: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
+            results.table(["run", "detected", "missed", "p50 ms", "p90 ms", "p99 ms", "max ms",
+                           "background sent msg/s", "sylog wrote msg/s", "sylog CPU (cores)"], rows), "",
+            "Each crash host first sends 20 ordinary lines (its context), then its trace on a dedicated TCP "
+            "connection; the clock starts just before the trace's sendall and stops when a *.json appears in "
+            "DATA/incidents/<host>/ (stat loop every 2 ms). 'sylog wrote' = timeline lines on disk / test time: "
+            "if it is below the offered rate, sylog was not keeping up with the background (TCP back-pressure "
+            "slows the senders)."]
+    if write:
+        results.update("latency", "\n".join(body))
+        results.save_raw("latency", runs)
+    print("\n".join(body))
+    return med
+
+
+# -- state -----------------------------------------------------------------------------------------------------------
+def bench_state(a: argparse.Namespace, write: bool = True) -> dict:
+    started = results.machine_line()
+    hosts = a.hosts[0]
+    spec = WorkloadSpec(hosts=hosts, messages=hosts * a.lines_per_host, crashes=min(10, hosts),
+                        senders=a.connections, seed=a.seed)
+    rows: list[IngestResult] = []
+    for run in range(a.runs):
+        for t in a.targets:
+            r = ingest(t, spec, timeout=a.timeout)
+            rows.append(r)
+            _log(f"state run {run + 1}/{a.runs} {_brief(r)} rss_after={r.rss_after_mb:.1f}MB")
+    out = []
+    for t in a.targets:
+        rs = [r for r in rows if r.target == t]
+        out.append([t, hosts, a.lines_per_host, _med(rs, "peak_rss_mb"), _med(rs, "rss_after_mb"), _med(rs, "rate"),
+                    max(r.lost for r in rs)])
+    body = [f"## Scale of state: {hosts:,} hosts x {a.lines_per_host} lines each (context rings full)", "",
+            f"command: `{_cmdline()}`  ", started + "  ",
+            f"finished: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {a.runs} run(s), medians", "",
+            results.table(["receiver", "hosts", "lines/host", "peak RSS MB (VmHWM)", "RSS after ingest MB",
+                           "msg/s", "lost"], out), "",
+            "Target: sylog RSS <= 150 MB with 10,000 hosts. Peak RSS includes the receive/write buffers of the "
+            "ingest itself; 'after' is VmRSS once everything is on disk (the resting state: per-host context "
+            "rings, open-file cache, host tables)."]
+    if write:
+        results.update("state", "\n".join(body))
+        results.save_raw("state", [r.row() for r in rows])
+    print("\n".join(body))
+    return {r[0]: r[3] for r in out}
+
+
+# -- parse -----------------------------------------------------------------------------------------------------------
+def bench_parse(a: argparse.Namespace, write: bool = True) -> dict:
+    from bench.stages import parse_cli, stages
+
+    started = results.machine_line()
+    cli = {"lenient": [], "strict": []}
+    st = []
+    for run in range(a.runs):
+        for mode in ("lenient", "strict"):
+            r = parse_cli(a.lines, lenient=mode == "lenient")
+            cli[mode].append(r["lines_per_s"])
+            _log(f"parse run {run + 1}/{a.runs} {mode}: {r['lines_per_s']:,.0f} lines/s (exit {r['exit']})")
+        s = stages(a.lines)
+        st.append(s)
+        _log(f"stages run {run + 1}/{a.runs}: " + ", ".join(f"{k} {v:.2f}us" for k, v in s["us_per_msg"].items()))
+    names = list(st[0]["us_per_msg"])
+    us = {k: statistics.median([s["us_per_msg"][k] for s in st]) for k in names}
+    tot = sum(us.values())
+    rows = [[k, us[k], us[k] / tot] for k in names] + [["total", tot, 1.0]]
+    body = ["## `sylog parse` throughput and hot-path stage costs", "",
+            f"command: `{_cmdline()}`  ", started + "  ",
+            f"finished: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {a.runs} run(s), medians", "",
+            results.table(["`sylog parse` mode", "lines/s (start-up subtracted)", "runs"],
+                          [[m, statistics.median(v), " / ".join(f"{x:,.0f}" for x in v)] for m, v in cli.items()]),
+            "", f"Per-stage cost, in-process, no profiler ({st[0]['messages']:,} octet-framed messages from 1,000 "
+                f"hosts; each stage timed alone over the whole input):", "",
+            results.table(["stage", "us / message", "share"], rows), "",
+            f"Single-threaded pipeline ceiling from these stages: {1e6 / tot:,.0f} msg/s (event loop and socket "
+            f"reads not included: see the profile)."]
+    if write:
+        results.update("parse", "\n".join(body))
+        results.save_raw("parse", {"cli": cli, "stages": st})
+    print("\n".join(body))
+    return us
+
+
+# -- profile ---------------------------------------------------------------------------------------------------------
+def bench_profile(a: argparse.Namespace, write: bool = True) -> dict:
+    from bench.profile import summarise
+
+    started = results.machine_line()
+    spec = WorkloadSpec(hosts=a.hosts[0], messages=a.messages, crashes=min(10, a.hosts[0]), senders=a.connections,
+                        seed=a.seed)
+    with tempfile.TemporaryDirectory(prefix="sylog-bench-prof-") as tmp:
+        prof = Path(tmp) / "serve.prof"
+        info: dict = {}
+        r = ingest("sylog", spec, timeout=a.timeout, target_kw={"profile": prof}, info=info)
+        _log(f"profile run: {_brief(r)}")
+        s = summarise(prof)
+        if write:
+            keep = results.RAW / "serve.prof"
+            results.RAW.mkdir(exist_ok=True)
+            keep.write_bytes(prof.read_bytes())
+    cpu_total = r.main_thread_cpu + r.other_threads_cpu
+    rows = [[k, v, v * r.main_thread_cpu / cpu_total] for k, v in s["stage_share"].items()]
+    rows.append(["timeline writer + incident worker threads (from /proc, not profiled)", float("nan"),
+                 r.other_threads_cpu / cpu_total])
+    top = [[t["func"], t["tottime"], t["cumtime"], t["calls"]] for t in s["top"][:20]]
+    body = [f"## Profile of `sylog serve` under TCP ingest ({r.offered:,} messages, {spec.hosts} hosts, "
+            f"cProfile)", "", f"command: `{_cmdline()}`  ", started + "  ",
+            f"finished: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; profiled rate {r.rate:,.0f} msg/s "
+            f"(profiling costs a lot: timer = main-thread CPU clock); main-thread CPU in the profiled window "
+            f"{info.get('window_main_cpu') or 0:.1f}s, of which the profile attributes {s['total_tottime']:.1f}s to "
+            f"Python functions and the builtins they call (the rest: uvloop's C code - epoll, recv, callback "
+            f"dispatch - and profiler overhead); whole life: main thread {r.main_thread_cpu:.1f}s, other threads "
+            f"{r.other_threads_cpu:.1f}s", "",
+            results.table(["stage", "share of main-thread profile", "share of process CPU"], rows), "",
+            "Top functions by own time (main thread):", "",
+            results.table(["function", "tottime s", "cumtime s", "calls"], top), "",
+            "The profile covers exactly the load (bench/profserve.py: SIGUSR1/SIGUSR2 bracket it) and counts CPU "
+            "time, not wall time. Own time of builtins/C functions is charged to the stage of their Python caller. "
+            "Raw profile: bench/results/serve.prof (`python -m pstats`)."]
+    if write:
+        results.update("profile", "\n".join(body))
+        results.save_raw("profile", {"summary": s, "ingest": r.row()})
+    print("\n".join(body))
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("bench", choices=("tcp", "udp", "latency", "state", "parse", "profile", "smoke"))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--hosts", type=int, nargs="+")
+    ap.add_argument("--messages", type=int)
+    ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--framing", choices=("octet", "lf"), default="octet")
+    ap.add_argument("--targets", nargs="+", choices=("sylog", "rsyslog", "sink"))
+    ap.add_argument("--rates", type=int, nargs="+", default=[50_000, 100_000, 200_000])
+    ap.add_argument("--seconds", type=float, default=5.0, help="UDP: seconds of traffic per rate")
+    ap.add_argument("--senders", type=int, default=2, help="UDP sender processes")
+    ap.add_argument("--crashes", type=int, default=50)
+    ap.add_argument("--rate", type=float, default=100_000, help="latency: background msg/s")
+    ap.add_argument("--background", choices=("tcp", "udp"), default="tcp")
+    ap.add_argument("--lines-per-host", type=int, default=210)
+    ap.add_argument("--lines", type=int, default=200_000, help="parse: lines")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=600.0, help="per run")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    a = ap.parse_args(argv)
+    write = not a.no_write
+    if a.bench == "smoke":
+        return smoke()
+    defaults = {"tcp": ([1000, 10, 10000], 2_000_000, ["sylog", "rsyslog", "sink"]),
+                "udp": ([1000], 0, ["sylog", "rsyslog", "sink"]),
+                "latency": ([1000], 0, ["sylog"]),
+                "state": ([10000], 0, ["sylog", "rsyslog"]),
+                "parse": ([1000], 0, ["sylog"]),
+                "profile": ([1000], 500_000, ["sylog"])}[a.bench]
+    a.hosts = a.hosts or defaults[0]
+    a.messages = a.messages or defaults[1]
+    a.targets = a.targets or defaults[2]
+    fn = {"tcp": bench_tcp, "udp": bench_udp, "latency": bench_latency, "state": bench_state, "parse": bench_parse,
+          "profile": bench_profile}[a.bench]
+    fn(a, write)
+    return 0
+
+
+def smoke() -> int:
+    """Every benchmark at tiny sizes, nothing written: checks the harness end to end in about a minute."""
+    main(["tcp", "--hosts", "50", "--messages", "20000", "--runs", "1", "--no-write"])
+    main(["udp", "--rates", "20000", "--seconds", "1", "--runs", "1", "--no-write"])
+    main(["latency", "--crashes", "5", "--rate", "10000", "--runs", "1", "--no-write"])
+    main(["state", "--hosts", "200", "--lines-per-host", "50", "--runs", "1", "--no-write"])
+    main(["parse", "--lines", "5000", "--runs", "1", "--no-write"])
+    main(["profile", "--messages", "20000", "--hosts", "50", "--no-write"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
