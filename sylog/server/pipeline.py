@@ -81,7 +81,7 @@ class Pipeline:
         c = self.counters
         stamp, day = self._tc.stamp(now)
         parse = self.parse
-        append = self.writer.append
+        queue = self.writer.queue(day)  # host -> lines of this day; valid for this whole (synchronous) batch
         observers = self.observers
         n5424 = n3164 = nerr = 0
         host = None
@@ -90,7 +90,11 @@ class Pipeline:
                 msg = parse(raw)
                 host = fold_host(msg.hostname, peer)
                 line = format_with_stamp(stamp, host, msg)
-                append(host, day, line)
+                lines = queue.get(host)
+                if lines is None:
+                    queue[host] = [line]
+                else:
+                    lines.append(line)
             except Exception as e:  # a parser bug must cost one message, not the server
                 self._internal_error(e, raw)
                 nerr += 1
@@ -113,6 +117,7 @@ class Pipeline:
                 except Exception as e:
                     self._observer_error(fn, e)
         n = len(frames)
+        self.writer.added(n - nerr)
         c.received += n
         c.bytes += sum(map(len, frames))
         c.rfc5424 += n5424

@@ -23,6 +23,7 @@ import os
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger("sylog.timeline")
@@ -65,7 +66,7 @@ class TimelineWriter:
         self.counters = counters if counters is not None else _Stats()
         self.pending_lines = 0
         self.last_error: str | None = None
-        self._pending: dict[Key, list[bytes]] = {}
+        self._pending: dict[str, dict[str, list[bytes]]] = {}  # day -> host -> lines
         self._fds: OrderedDict[Key, int] = OrderedDict()
         self._dirs: set[str] = set()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sylog-timeline")
@@ -80,14 +81,28 @@ class TimelineWriter:
     # -- hot path (event loop thread) ------------------------------------------------------------------------------
     def append(self, host: str, day: str, line: bytes) -> None:
         """Queue one line; written by the next flush."""
-        key = (host, day)
-        lst = self._pending.get(key)
+        q = self.queue(day)
+        lst = q.get(host)
         if lst is None:
-            self._pending[key] = [line]
+            q[host] = [line]
         else:
             lst.append(line)
-        self.pending_lines += 1
-        if self.pending_lines == self.flush_lines and self._wake is not None:
+        self.added(1)
+
+    def queue(self, day: str) -> dict[str, list[bytes]]:
+        """The host -> lines queue of ``day``, for a caller that appends a whole batch itself (the server's
+        pipeline: one lookup per read instead of per message) and then reports the count with :meth:`added`.
+        Valid until the caller yields to the event loop (a flush swaps the queues)."""
+        q = self._pending.get(day)
+        if q is None:
+            q = self._pending[day] = {}
+        return q
+
+    def added(self, n: int) -> None:
+        """``n`` lines were put in a :meth:`queue`; wake the flusher early when enough are waiting."""
+        before = self.pending_lines
+        self.pending_lines = before + n
+        if before < self.flush_lines <= before + n and self._wake is not None:
             self._wake.set()
 
     # -- flushing ----------------------------------------------------------------------------------------------------
@@ -146,15 +161,16 @@ class TimelineWriter:
         self._closed = True
 
     # -- worker thread -----------------------------------------------------------------------------------------------
-    def write_batch(self, batch: dict[Key, list[bytes]]) -> list[tuple[Key, bytes, int]]:
-        """Write a batch (worker thread). Returns what could not be written: ``(key, bytes, errno)``."""
+    def write_batch(self, batch: dict[str, dict[str, list[bytes]]]) -> list[tuple[Key, bytes, int]]:
+        """Write a batch ``{day: {host: lines}}`` (worker thread). Returns what could not be written:
+        ``((host, day), bytes, errno)``."""
         failed: list[tuple[Key, bytes, int]] = []
         c = self.counters
         if self._reopen:  # SIGHUP (logrotate): let go of every file; the next write re-creates it
             self._reopen = False
             self._close_all()
             self._dirs.clear()
-        for key, lines in batch.items():
+        for key, lines in ((k, v) for day, q in batch.items() for k, v in _keyed(day, q)):
             data = b"".join(lines)
             done = 0
             try:
@@ -223,6 +239,11 @@ class TimelineWriter:
     @property
     def open_files(self) -> int:
         return len(self._fds)
+
+
+def _keyed(day: str, q: dict[str, list[bytes]]) -> Iterator[tuple[Key, list[bytes]]]:
+    for host, lines in q.items():
+        yield (host, day), lines
 
 
 def _close(fd: int) -> None:
