@@ -27,8 +27,9 @@ from pathlib import Path
 import pytest
 
 from sylog.commands.client_setup import RSYSLOG_PATH, build_files
+from sylog.syslog.hostnames import fold_host
 
-from conftest import free_port, port_in_use, require_binary, wait_for
+from conftest import SylogServer, free_port, port_in_use, read_timeline, require_binary, wait_for
 
 pytestmark = pytest.mark.realclient
 
@@ -221,6 +222,20 @@ def test_plain_tcp_delivers_octet_counted_rfc5424(tmp_path: Path, rsyslogds: lis
         assert any(multi.encode() in f or multi.replace("\n", "#012").encode() in f for f in got), got
     finally:
         rcv.close()
+
+
+def test_generated_config_into_sylog_serve(tmp_path: Path, sylog_server: SylogServer,
+                                           rsyslogds: list[Rsyslogd]) -> None:
+    """The whole path a host uses: the generated file, a real rsyslogd, a real ``sylog serve``, the timeline."""
+    conf = {f.path: f.text for f in build_files(receiver=f"{LOOPBACK}:{sylog_server.tcp_port}")}[RSYSLOG_PATH]
+    rs = Rsyslogd(tmp_path / "rs", conf).start()
+    rsyslogds.append(rs)
+    tag = uuid.uuid4().hex
+    rs.send(f"{tag} hello sylog")
+    host = fold_host("testhost", LOOPBACK)
+    lines = wait_for(lambda: [ln for ln in read_timeline(sylog_server.data_dir, host) if tag in ln], 20,
+                     what="the message in sylog's timeline", diagnose=rs.diagnose)
+    assert len(lines) == 1 and lines[0].endswith(f"{tag} hello sylog"), lines
 
 
 def test_queue_survives_rsyslog_restart_while_receiver_is_down(tmp_path: Path, rsyslogds: list[Rsyslogd]) -> None:
