@@ -30,6 +30,9 @@ class ListenConfig(_Section):
     udp: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:514"])  # "none" in the list: disabled
     tcp: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:514"])
     loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # SO_REUSEPORT on every listener: several sylog processes may share the ports (the kernel spreads
+    # connections/datagrams by flow hash). The base for multi-core workers; off by default.
+    reuse_port: bool = False
 
 
 class LimitsConfig(_Section):

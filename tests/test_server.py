@@ -439,3 +439,21 @@ async def test_udp_kernel_drops_are_read_for_our_socket(server):
     await until(lambda: s.c.udp_datagrams > 0, 5, "reading again")
     s.srv._update_kernel_counters()
     assert s.c.udp_kernel_drops >= drops
+
+
+async def test_reuse_port_lets_two_servers_share_the_ports(server, tmp_path):
+    a = await server(**{"listen.reuse_port": True})
+    port = a.tcp[1]
+    b_srv = Server(apply_overrides(Config(), {
+        "data_dir": str(tmp_path / "data"), "listen.udp": [f"127.0.0.1:{a.udp[1]}"],
+        "listen.tcp": [f"127.0.0.1:{port}"], "listen.reuse_port": True, "stats_interval": 0.0,
+        "timeline.flush_interval": 0.05}))
+    await b_srv.start()
+    try:
+        for i in range(40):  # the kernel spreads connections over both; every message lands once
+            await a.tcp_send(octet(r5424("shared", f"m{i}")))
+        await until(lambda: a.c.written + b_srv.counters.written >= 40, 10, "40 written by the two")
+        assert len(lines_of(a.data, "shared")) == 40
+    finally:
+        b_srv.request_stop()
+        await b_srv.shutdown()

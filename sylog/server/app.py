@@ -108,9 +108,10 @@ class Server:
         socks: list[tuple[str, str, socket.socket]] = []
         try:
             for spec in cfg.listen.udp:
-                socks.append(("udp", spec, make_socket("udp", spec, rcvbuf=lim.udp_rcvbuf)))
+                socks.append(("udp", spec, make_socket("udp", spec, rcvbuf=lim.udp_rcvbuf,
+                                                       reuse_port=cfg.listen.reuse_port)))
             for spec in cfg.listen.tcp:
-                socks.append(("tcp", spec, make_socket("tcp", spec)))
+                socks.append(("tcp", spec, make_socket("tcp", spec, reuse_port=cfg.listen.reuse_port)))
         except BindError:
             for _, _, s in socks:
                 s.close()

@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loop", default="uvloop")
     ap.add_argument("--profile", metavar="FILE", help="run the server under cProfile, stats to FILE")
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="run N server processes sharing the port (listen.reuse_port; an experiment for multi-core)")
     ap.add_argument("--udp-rate", type=float, metavar="MSG/S",
                     help="instead: offer the messages over UDP at this rate; report the fraction received")
     a = ap.parse_args(argv)
@@ -81,25 +83,34 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["-m", "cProfile", "-o", a.profile]
         cmd += ["-m", "sylog", "serve", "--data-dir", str(data), "--udp", "none", "--tcp", f"127.0.0.1:{tcp}",
                 "--loop", a.loop, "--stats-interval", "0.05"]
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-        # Completion is read from the server's own 50 ms stats lines ("written=N"): polling thousands of
+        if a.workers > 1:
+            conf = Path(tmp) / "reuse.toml"
+            conf.write_text("[listen]\nreuse_port = true\n")
+            cmd += ["--config", str(conf)]
+        procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(a.workers)]
+        proc = procs[0]
+        # Completion is read from the servers' own 50 ms stats lines ("written=N"): polling thousands of
         # timeline files would steal a core from the server on a 2-core box.
+        per = [0] * len(procs)
         written = [0]
         err_lines: list[str] = []
         done = threading.Event()
 
-        def reader() -> None:
-            assert proc.stderr is not None
-            for line in proc.stderr:
+        def reader(k: int, p: subprocess.Popen[str]) -> None:
+            assert p.stderr is not None
+            for line in p.stderr:
                 err_lines.append(line)
-                k = line.find(" written=")
-                if k >= 0:
-                    written[0] = int(line[k + 9:].split()[0])
+                j = line.find(" written=")
+                if j >= 0:
+                    per[k] = int(line[j + 9:].split()[0])
+                    written[0] = sum(per)
                     if written[0] >= a.messages:
                         done.set()
-            done.set()
+            if p.poll() is not None and k == 0:
+                done.set()
 
-        threading.Thread(target=reader, daemon=True).start()
+        for k, p in enumerate(procs):
+            threading.Thread(target=reader, args=(k, p), daemon=True).start()
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -110,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise SystemExit(f"server did not start: {''.join(err_lines)}")
                     time.sleep(0.05)
-            cpu0 = _cpu_seconds(proc.pid)
+            if a.workers > 1:
+                time.sleep(1.0)  # every worker bound (each logs its start-up line)
+            cpu0 = sum(_cpu_seconds(p.pid) for p in procs)
             t0 = time.monotonic()
 
             def send(buf: bytes) -> None:
@@ -123,16 +136,18 @@ def main(argv: list[str] | None = None) -> int:
             if not done.wait(a.timeout) or written[0] < a.messages:
                 raise SystemExit(f"timed out or server died: {written[0]} of {a.messages} written")
             elapsed = time.monotonic() - t0
-            cpu = _cpu_seconds(proc.pid) - cpu0
+            cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu0
             for t in threads:
                 t.join()
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                p.wait(60)
         got = _written(data / "timelines")
         time.sleep(0.2)  # let the reader thread see the final line
         last = [ln.rstrip() for ln in err_lines if "stopped:" in ln]
-        print(f"messages={a.messages} hosts={a.hosts} connections={a.connections} loop={a.loop}"
+        print(f"messages={a.messages} hosts={a.hosts} connections={a.connections} loop={a.loop} workers={a.workers}"
               f"{' (profiled)' if a.profile else ''}")
         print(f"elapsed={elapsed:.3f}s rate={a.messages / elapsed:,.0f} msg/s "
               f"server_cpu={cpu:.2f}s cpu_per_million={cpu * 1e6 / a.messages:.2f}s exit={proc.returncode}")
@@ -164,7 +179,9 @@ def _udp(a: argparse.Namespace) -> int:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise SystemExit("server did not start")
                     time.sleep(0.05)
-            cpu0 = _cpu_seconds(proc.pid)
+            if a.workers > 1:
+                time.sleep(1.0)  # every worker bound (each logs its start-up line)
+            cpu0 = sum(_cpu_seconds(p.pid) for p in procs)
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
             dst = ("127.0.0.1", udp)
@@ -179,7 +196,7 @@ def _udp(a: argparse.Namespace) -> int:
                     time.sleep(0.001)
             offered = len(msgs) / (time.monotonic() - t0)
             time.sleep(0.5)
-            cpu = _cpu_seconds(proc.pid) - cpu0
+            cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu0
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
