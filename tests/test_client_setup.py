@@ -151,6 +151,8 @@ def test_cli_prints_every_file(capsys: pytest.CaptureFixture[str]) -> None:
                  NETCONSOLE_SCRIPT_PATH):
         assert f"# ==> /{path} <==\n" in out, path
     assert 'StreamDriverMode="1"' in out and "netconsole=+@/eth1,6666@10.0.0.5/" in out
+    assert "sylog-netconsole --receiver 10.0.0.5 --port 6666 --extended --persistent" in out  # next steps
+    assert "rsyslog-gnutls" in out
     assert "{{" not in out
 
 

@@ -144,10 +144,7 @@ def build_files(*, receiver: str, tls: bool = False, netconsole: bool = False, t
     files.append(OutFile(RSYSLOG_PATH, text))
     files.append(OutFile(SYSCTL_PATH, template("90-sylog-panic.conf")))
     if netconsole:
-        ip = netconsole_ip or (host if _is_ip(host) else (_resolve(host) if resolve else None))
-        if not ip or not _is_ip(ip):
-            raise SetupError(f"netconsole needs the receiver's IP address (the kernel cannot resolve {host!r}); "
-                             "give --netconsole-ip")
+        ip = netconsole_receiver_ip(host, netconsole_ip, resolve=resolve)
         if not 1 <= netconsole_port <= 65535:
             raise SetupError("--netconsole-port must be 1-65535")
         if interface and not _IFACE.match(interface):
@@ -162,6 +159,16 @@ def build_files(*, receiver: str, tls: bool = False, netconsole: bool = False, t
         files.append(OutFile(MODULES_LOAD_PATH, template("netconsole-modules-load.conf")))
         files.append(OutFile(NETCONSOLE_SCRIPT_PATH, template("sylog-netconsole.sh"), 0o755))
     return files
+
+
+def netconsole_receiver_ip(host: str, netconsole_ip: str | None, *, resolve: bool = True) -> str:
+    """netconsole sends to an address (the kernel cannot resolve names at panic time): the given one, the receiver
+    if it is an address, else the receiver's name resolved now."""
+    ip = netconsole_ip or (host if _is_ip(host) else (_resolve(host) if resolve else None))
+    if not ip or not _is_ip(ip):
+        raise SetupError(f"netconsole needs the receiver's IP address (the kernel cannot resolve {host!r}); "
+                         "give --netconsole-ip")
+    return ip
 
 
 def _resolve(host: str) -> str | None:
@@ -287,5 +294,9 @@ def _next_steps(args: argparse.Namespace) -> str:
         steps.insert(0, f"install CA/cert/key: {args.ca_file} {args.cert_file} {args.key_file}  "
                         f"(package rsyslog-{'gnutls' if args.tls_driver == 'gtls' else 'openssl'})")
     if args.netconsole:
-        steps.append("sylog-netconsole --receiver IP --extended --persistent   # or: modprobe netconsole")
+        host, _ = parse_receiver(args.receiver, 514)
+        ip = netconsole_receiver_ip(host, args.netconsole_ip)
+        steps.append(f"sylog-netconsole --receiver {ip} --port {args.netconsole_port}"
+                     f"{' --extended' if args.extended else ''} --persistent   # finds NIC and MAC; "
+                     "or: modprobe netconsole")
     return "# next steps on the host:\n" + "".join(f"#   {s}\n" for s in steps)
