@@ -1,0 +1,1 @@
+"""Per-host timelines: the line format (:mod:`.format`) and the batched writer (:mod:`.writer`)."""
