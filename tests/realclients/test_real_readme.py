@@ -60,3 +60,13 @@ def test_readme_commands_exist() -> None:
     assert r.returncode == 0
     listed = set(re.findall(r"^    ([a-z-]+)", r.stdout.decode(), flags=re.M))
     assert named <= listed, f"README names commands sylog does not have: {sorted(named - listed)}"
+
+
+def test_readme_documents_every_incident_field() -> None:
+    """The incident JSON table names every field of the Incident struct (the schema responders script against)."""
+    from sylog.incidents.model import Incident
+
+    text = README.read_text()
+    section = text[text.index("### Incident JSON"):text.index("## Configuration file")]
+    missing = [f for f in Incident.__struct_fields__ if f"`{f}`" not in section]
+    assert not missing, f"README's incident table lacks {missing}"
