@@ -121,7 +121,8 @@ class Server:
         except OSError as e:
             for _, _, s in socks:
                 s.close()
-            raise BindError(f"cannot create data dir {self.data_dir}: {e.strerror or e}") from None
+            raise BindError(f"cannot use data dir {self.data_dir}: {e.strerror or e}"
+                            f"{' (' + e.filename + ')' if isinstance(e.filename, str) else ''}") from None
 
         observers = build_observers(cfg, self.data_dir, self.counters)
         if self._extra_observers:
@@ -271,6 +272,10 @@ class Server:
                 pass
             except FileNotFoundError:
                 os.makedirs(d, 0o700, exist_ok=True)
+        # Fail at start-up, not on every flush, when the timelines cannot be written (read-only, wrong owner).
+        probe = self.data_dir / "timelines" / f".sylog-probe-{os.getpid()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.unlink(probe)
 
 
 def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
