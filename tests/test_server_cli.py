@@ -163,16 +163,18 @@ def test_sighup_reopens_files_for_logrotate(sylog_server_factory):
     assert srv.running
 
 
-def test_unwritable_data_dir_fails_at_start(tmp_path):
+def test_unwritable_data_dir_fails_at_start():
+    import tempfile
+
     pre = _unprivileged()
     if not pre and os.geteuid() == 0:
         pytest.skip("cannot make a directory unwritable for root")
-    data = tmp_path / "ro"
-    (data / "timelines").mkdir(parents=True)
-    os.chmod(tmp_path, 0o755)
-    os.chmod(data, 0o755)
-    os.chmod(data / "timelines", 0o755)
-    r = serve("--data-dir", str(data), "--udp", "127.0.0.1:0", "--tcp", "none", prefix=pre)
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:  # traversable by nobody, unlike pytest's tmp_path
+        data = Path(top) / "ro"
+        (data / "timelines").mkdir(parents=True)
+        for d in (top, data, data / "timelines"):
+            os.chmod(d, 0o755)
+        r = serve("--data-dir", str(data), "--udp", "127.0.0.1:0", "--tcp", "none", prefix=pre)
     assert r.returncode == 1, r.stderr
     line = one_line(r.stderr)
-    assert "cannot use data dir" in line and "ermission denied" in line
+    assert "cannot use data dir" in line and "ermission denied" in line and "timelines" in line
