@@ -87,6 +87,9 @@ action(type="omfile" file="{self.internal}")
 
         try:
             wait_for(ready, 20, what="rsyslogd to listen", diagnose=self.diagnose)
+            # Its pid file is ours (-i), not /run/rsyslogd.pid: proof it runs confined to the temp dir.
+            wait_for(lambda: self.pidfile.exists() and self.pidfile.read_text().strip() == str(self.proc.pid), 10,
+                     what=f"rsyslogd to write {self.pidfile}", diagnose=self.diagnose)
         except BaseException:
             self.stop()
             raise
