@@ -299,7 +299,7 @@ def test_ring_cap_shrinks_with_host_count():
     assert c._ring_cap == 64 * 1024
     for h in range(1000):
         feed(f"h{h}", "x")
-    assert c._ring_cap == 4096  # floor
+    assert c._ring_cap == 2048  # floor
 
 
 def test_host_table_is_bounded():

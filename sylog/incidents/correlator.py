@@ -35,9 +35,9 @@ SHUTDOWN_APPS = frozenset({"rsyslogd", "systemd-shutdown", "systemd", "shutdown"
                            "reboot", "halt", "poweroff", "syslog-ng", "syslogd"})
 # Kinds that explain a following reboot by themselves: no extra unclean-reboot incident after them.
 DIE_KINDS = frozenset({"panic", "oops", "bug", "page-fault", "gpf", "mce", "hard-lockup", "hw-error"})
-RING_BUDGET = 40 * 1024 * 1024  # deflated context bytes for all hosts together (the cap per ring shrinks with
+RING_BUDGET = 32 * 1024 * 1024  # deflated context bytes for all hosts together (the cap per ring shrinks with
                                 # the host count, never below MIN_RING_BYTES): 10,000 hosts stay well under 150 MB
-MIN_RING_BYTES = 4096
+MIN_RING_BYTES = 2048
 MAX_HOSTS = 100_000  # beyond this, the longest-silent hosts without an open incident are forgotten
 BOOT_TS_LOW = 5.0  # printk seconds: "back near zero" ...
 BOOT_TS_HIGH = 60.0  # ... after having been at least this large
@@ -174,8 +174,9 @@ class Correlator:
                 self.counters["detector_errors"] += 1
         # ContextRing.append, inlined (timeline lines always end in one newline: format_line's contract).
         tail = st._tail
-        tail.append(line)
-        if len(tail) >= BLOCK_LINES or len(line) >= BIG_LINE:
+        tail += line
+        n = st._tail_n = st._tail_n + 1
+        if n >= BLOCK_LINES or len(line) >= BIG_LINE:
             self._seal(st)
         st.seen = True
         st.last_t = recv_time
