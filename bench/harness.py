@@ -24,6 +24,17 @@ from bench.targets import Rsyslog, Sink, Sylog, Target
 from bench.workload import WorkloadSpec
 
 
+def count_kernel_lines(timelines: Path) -> int:
+    """Timeline lines with facility kern (`` kern.<severity> `` field; sylog's and the rsyslog template's)."""
+    n = 0
+    for root, _dirs, files in os.walk(timelines):
+        for name in files:
+            if name.endswith(".log"):
+                with open(os.path.join(root, name), "rb") as fh:
+                    n += fh.read().count(b" kern.")
+    return n
+
+
 def count_lines(timelines: Path) -> tuple[int, dict[str, int], float]:
     """Lines per host directory (every ``*.log`` file in it), and the newest file mtime (wall clock)."""
     per: dict[str, int] = {}
@@ -144,6 +155,8 @@ class IngestResult:
     incidents_matched: int = 0
     incidents_extra: int = 0
     rcvbuf_errors: int = 0
+    kernel_sent: int = 0  # UDP runs: kernel lines offered / found on disk (is overload shed on kernel lines?)
+    kernel_received: int = 0
     exit_code: int | None = None
     main_thread_cpu: float = 0.0  # whole process lifetime (start-up included), from /proc/PID/task
     other_threads_cpu: float = 0.0
@@ -214,6 +227,7 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             rss = procstat.rss_mb(tgt.pid)
             snmp1 = procstat.snmp_udp()
             found = incidents_found(tgt.data) if target_name == "sylog" else {}
+            kern_rx = count_kernel_lines(tgt.timelines) if transport == "udp" and tgt.writes_files else 0
             thr = procstat.threads_cpu(tgt.pid)
             main_cpu = next((c for t, _, c in thr if t == tgt.pid), 0.0)
             other_cpu = sum(c for t, _, c in thr if t != tgt.pid)
@@ -253,13 +267,21 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             hosts_wrong=wrong, incidents_expected=len(man.crashes) if target_name == "sylog" else 0,
             incidents_matched=matched, incidents_extra=extra,
             rcvbuf_errors=snmp1.get("RcvbufErrors", 0) - snmp0.get("RcvbufErrors", 0), exit_code=rc,
-            main_thread_cpu=main_cpu, other_threads_cpu=other_cpu, note="; ".join(note))
+            main_thread_cpu=main_cpu, other_threads_cpu=other_cpu, note="; ".join(note),
+            kernel_sent=kernel_messages(spec) if transport == "udp" and tgt.writes_files else 0,
+            kernel_received=kern_rx)
 
 
 def spec_total(spec: WorkloadSpec) -> int:
     from bench.workload import Workload
 
     return Workload(spec).manifest("octet").total_messages
+
+
+def kernel_messages(spec: WorkloadSpec) -> int:
+    from bench.workload import Workload
+
+    return sum(1 for _h, m, _c in Workload(spec).messages() if b" kernel - " in m[:120])
 
 
 def median(xs: list[float]) -> float:

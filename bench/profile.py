@@ -1,7 +1,7 @@
 """Where the server's time goes under load: ``sylog serve`` under ``python -m cProfile -o``, TCP ingest, stages.
 
-cProfile sees only the main (event-loop) thread; the timeline writer's worker thread (and the incident engine's
-packer/writer threads) are accounted from ``/proc/PID/task/*/stat`` instead. Each function's own time is assigned
+The main (event-loop) thread is profiled over the load window, the worker threads (timeline writer, incident
+engine) over their life (see bench/profserve.py); /proc/PID/task/*/stat gives the same split without profiler. Each function's own time is assigned
 to a stage by its module; the own time of a builtin/C function (``bytes.decode``, ``os.write``, uvloop internals
 called from Python, ...) goes to the stage of its Python caller, split in proportion to the calls' times.
 """
@@ -18,7 +18,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
                  "sylog/syslog/message.py", "msgspec")),
     ("host folding", ("sylog/syslog/hostnames.py",)),
     ("line formatting", ("sylog/timeline/format.py",)),
-    ("writing (loop side)", ("sylog/timeline/writer.py",)),
+    ("timeline writing", ("sylog/timeline/writer.py",)),
     ("detection + incidents", ("sylog/incidents/", "sylog/kernel/")),
     ("other observers", ("sylog/vmcore/", "sylog/alerts/")),
     ("pipeline glue", ("sylog/server/pipeline.py", "sylog/server/counters.py")),
@@ -36,8 +36,20 @@ def stage_of(func: tuple[str, int, str]) -> str | None:
     return "other"
 
 
-def summarise(prof: Path, top: int = 25) -> dict[str, Any]:
+def load(prof: Path, threads: bool = True) -> pstats.Stats:
+    """The main-thread profile, plus the worker threads' (``prof.thread<N>``) when ``threads``."""
     st = pstats.Stats(str(prof))
+    if threads:
+        for p in sorted(prof.parent.glob(prof.name + ".thread*")):
+            try:
+                st.add(str(p))
+            except Exception:
+                continue
+    return st
+
+
+def summarise(prof: Path, top: int = 25, threads: bool = True) -> dict[str, Any]:
+    st = load(prof, threads)
     stats = st.stats  # type: ignore[attr-defined]
     shares: dict[str, float] = {}
     total = 0.0
