@@ -7,6 +7,7 @@
     python -m bench.run parse    [--lines 200000] [--runs 3]
     python -m bench.run profile  [--messages 500000] [--hosts 1000]
     python -m bench.run smoke    (every benchmark at tiny sizes, results not written)
+    python -m bench.run all      [--runs 3]   (every benchmark at full size, about 30 minutes)
 
 Every receiver is started fresh per run in a temp dir on free loopback ports; runs of different receivers are
 interleaved (sylog, rsyslog, sink, sylog, ...) so slow drifts of the machine hit them alike. Each run is bounded by
@@ -323,7 +324,7 @@ def bench_profile(a: argparse.Namespace, write: bool = True) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("bench", choices=("tcp", "udp", "latency", "state", "parse", "profile", "smoke"))
+    ap.add_argument("bench", choices=("tcp", "udp", "latency", "state", "parse", "profile", "smoke", "all"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hosts", type=int, nargs="+")
     ap.add_argument("--messages", type=int)
@@ -349,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     write = not a.no_write
     if a.bench == "smoke":
         return smoke()
+    if a.bench == "all":
+        return run_all(a.runs)
     defaults = {"tcp": ([1000, 10, 10000], 2_000_000, ["sylog", "rsyslog", "sink"]),
                 "udp": ([1000], 0, ["sylog", "rsyslog", "sink"]),
                 "latency": ([1000], 0, ["sylog"]),
@@ -361,6 +364,18 @@ def main(argv: list[str] | None = None) -> int:
     fn = {"tcp": bench_tcp, "udp": bench_udp, "latency": bench_latency, "state": bench_state, "parse": bench_parse,
           "profile": bench_profile}[a.bench]
     fn(a, write)
+    return 0
+
+
+def run_all(runs: int) -> int:
+    """Every benchmark at full size, in the order that puts the long rsyslog 10,000-host run last."""
+    r = str(runs)
+    for argv in (["parse", "--runs", r], ["profile"], ["profile", "--transport", "udp", "--rate", "100000",
+                                                        "--messages", "300000"],
+                 ["latency", "--runs", r], ["udp", "--runs", r], ["state", "--runs", r],
+                 ["tcp", "--runs", r, "--hosts", "1000", "10", "10000"]):
+        _log("bench.run " + " ".join(argv))
+        main(argv)
     return 0
 
 
