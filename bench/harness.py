@@ -66,6 +66,7 @@ class WaitResult:
     lines: int
     per_host: dict[str, int] = field(default_factory=dict)
     timed_out: bool = False
+    t99: float | None = None  # monotonic time when 99% of all bytes the receiver wrote had been written (wchar)
 
 
 def _mono(wall: float, fallback: float) -> float:
@@ -84,6 +85,16 @@ def wait_files(target: Target, expected: int, load_done: Any, *, poll: float = 0
     t_change = time.monotonic()
     last_count_at = 0.0
     lines, per = 0, {}
+    w0 = procstat.wchar(pids)
+    samples: list[tuple[float, int]] = []
+
+    def t99() -> float | None:
+        total = last_w - w0
+        if total <= 0:
+            return None
+        goal = w0 + 0.99 * total
+        return next((t for t, w in samples if w >= goal), None)
+
     while True:
         now = time.monotonic()
         if now - pids_at > 1.0:
@@ -91,14 +102,15 @@ def wait_files(target: Target, expected: int, load_done: Any, *, poll: float = 0
         w = procstat.wchar(pids)
         if w != last_w:
             last_w, t_change = w, now
+            samples.append((now, w))
         elif load_done() and now - t_change >= quiet and now - last_count_at >= quiet:
             lines, per, newest = count_lines(target.timelines)
             last_count_at = time.monotonic()
             if lines >= expected or now - t_change >= give_up_quiet:
-                return WaitResult(_mono(newest, t_change), lines, per)
+                return WaitResult(_mono(newest, t_change), lines, per, t99=t99())
         if now > deadline or not target.alive():
             lines, per, newest = count_lines(target.timelines)
-            return WaitResult(_mono(newest, t_change), lines, per, timed_out=True)
+            return WaitResult(_mono(newest, t_change), lines, per, timed_out=True, t99=t99())
         time.sleep(poll)
 
 
@@ -144,6 +156,7 @@ class IngestResult:
     lines: int  # lines found on disk (file targets) / datagrams or messages counted (sink)
     seconds: float  # first byte sent -> last line on disk
     rate: float  # offered / seconds (TCP: only meaningful when nothing was lost)
+    rate99: float  # 99% of offered / (first byte -> 99% of the receiver's output written): no flush-tail effect
     cpu_s: float
     cpu_per_million: float
     peak_rss_mb: float
@@ -262,7 +275,8 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             note.append(f"exit {rc}: {tgt.tail(300)!r}")
         return IngestResult(
             target=target_name, transport=transport, hosts=spec.hosts, offered=offered, lines=w.lines,
-            seconds=seconds, rate=offered / seconds, cpu_s=cpu, cpu_per_million=cpu * 1e6 / max(1, offered),
+            seconds=seconds, rate=offered / seconds,
+            rate99=(0.99 * offered / max(1e-9, w.t99 - lr.t_first)) if w.t99 else offered / seconds, cpu_s=cpu, cpu_per_million=cpu * 1e6 / max(1, offered),
             peak_rss_mb=peak, rss_after_mb=rss, send_rate=lr.achieved_rate, lost=max(0, offered - w.lines),
             hosts_wrong=wrong, incidents_expected=len(man.crashes) if target_name == "sylog" else 0,
             incidents_matched=matched, incidents_extra=extra,
