@@ -6,6 +6,7 @@
     python -m bench.run state    [--hosts 10000] [--lines-per-host 210] [--runs 3]
     python -m bench.run parse    [--lines 200000] [--runs 3]
     python -m bench.run profile  [--messages 500000] [--hosts 1000]
+    python -m bench.run rsyslog-sweep [--hosts 1000 10000] [--messages 1000000] [--runs 3]
     python -m bench.run smoke    (every benchmark at tiny sizes, results not written)
     python -m bench.run all      [--runs 3]   (every benchmark at full size, about 30 minutes)
 
@@ -326,7 +327,8 @@ def bench_profile(a: argparse.Namespace, write: bool = True) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("bench", choices=("tcp", "udp", "latency", "state", "parse", "profile", "smoke", "all"))
+    ap.add_argument("bench", choices=("tcp", "udp", "latency", "state", "parse", "profile", "smoke", "all",
+                                      "rsyslog-sweep"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hosts", type=int, nargs="+")
     ap.add_argument("--messages", type=int)
@@ -359,14 +361,46 @@ def main(argv: list[str] | None = None) -> int:
                 "latency": ([1000], 0, ["sylog"]),
                 "state": ([10000], 0, ["sylog"]),
                 "parse": ([1000], 0, ["sylog"]),
-                "profile": ([1000], 500_000, ["sylog"])}[a.bench]
+                "profile": ([1000], 500_000, ["sylog"]),
+                "rsyslog-sweep": ([1000, 10000], 1_000_000, ["rsyslog"])}[a.bench]
     a.hosts = a.hosts or defaults[0]
     a.messages = a.messages or defaults[1]
     a.targets = a.targets or defaults[2]
     fn = {"tcp": bench_tcp, "udp": bench_udp, "latency": bench_latency, "state": bench_state, "parse": bench_parse,
-          "profile": bench_profile}[a.bench]
+          "profile": bench_profile, "rsyslog-sweep": bench_rsyslog_sweep}[a.bench]
     fn(a, write)
     return 0
+
+
+# -- rsyslog tuning sweep --------------------------------------------------------------------------------------------
+def bench_rsyslog_sweep(a: argparse.Namespace, write: bool = True) -> dict:
+    """The 'competent admin' part: try the knobs that matter and keep the best (one queue worker: two reorder)."""
+    started = results.machine_line()
+    configs = [{"imptcp_threads": t, "batch": b} for t in (1, 2) for b in (1024, 4096)]
+    rows, out = [], {}
+    for hosts in a.hosts:
+        spec = WorkloadSpec(hosts=hosts, messages=a.messages, senders=a.connections, seed=a.seed)
+        cfgs = configs if hosts <= 1000 else [{"cache": c} for c in (1000, 10000)]
+        for kw in cfgs:
+            rs = [ingest("rsyslog", spec, timeout=a.timeout, target_kw=kw) for _ in range(a.runs)]
+            med = _med(rs, "rate")
+            _log(f"rsyslog sweep hosts={hosts} {kw}: {med:,.0f} msg/s")
+            rows.append([hosts, ", ".join(f"{k}={v}" for k, v in kw.items()), med,
+                         " / ".join(f"{r.rate:,.0f}" for r in rs), _med(rs, "cpu_per_million"), max(r.lost for r in rs)])
+            out[f"{hosts} {kw}"] = med
+    body = [f"## rsyslog tuning sweep ({a.messages:,} messages, {a.connections} connections)", "",
+            f"command: `{_cmdline()}`  ", started + "  ",
+            f"finished: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {a.runs} run(s), medians", "",
+            results.table(["hosts", "setting (others as in bench/targets.py)", "msg/s", "runs", "CPU s / M",
+                           "lost"], rows), "",
+            "Fixed: main queue LinkedList, one worker thread (two would interleave a host's lines out of order), "
+            "omfile asyncWriting on, ioBufferSize 64k, flushOnTXEnd off, flushInterval 1. bench/targets.py uses the "
+            "best of this sweep as the rsyslog configuration."]
+    if write:
+        results.update("rsyslog-sweep", "\n".join(body))
+        results.save_raw("rsyslog-sweep", out)
+    print("\n".join(body))
+    return out
 
 
 def run_all(runs: int) -> int:
