@@ -397,8 +397,9 @@ def bench_rsyslog_sweep(a: argparse.Namespace, write: bool = True) -> dict:
             "omfile asyncWriting on, ioBufferSize 64k, flushOnTXEnd off, flushInterval 1. bench/targets.py uses the "
             "best of this sweep as the rsyslog configuration."]
     if write:
-        results.update("rsyslog-sweep", "\n".join(body))
-        results.save_raw("rsyslog-sweep", out)
+        tag = "rsyslog-sweep-" + "-".join(map(str, a.hosts))
+        results.update(tag, "\n".join(body))
+        results.save_raw(tag, out)
     print("\n".join(body))
     return out
 
