@@ -45,6 +45,15 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def _safe_ingest(*args: Any, **kw: Any) -> IngestResult | None:
+    """One run; a failure (receiver did not start, crashed, timed out hard) is logged and skipped, not fatal."""
+    try:
+        return ingest(*args, **kw)
+    except Exception as e:  # noqa: BLE001 - a benchmark suite must finish and say what failed
+        _log(f"run failed: {type(e).__name__}: {e}")
+        return None
+
+
 def _brief(r: IngestResult) -> str:
     return (f"{r.target:8s} hosts={r.hosts:<6d} offered={r.offered:<8d} lines={r.lines:<8d} "
             f"{r.rate:>10,.0f} msg/s  cpu/M={r.cpu_per_million:5.2f}s  peakRSS={r.peak_rss_mb:6.1f}MB"
@@ -65,7 +74,9 @@ def bench_tcp(a: argparse.Namespace, write: bool = True) -> dict:
                 if t in slow:
                     continue
                 t0 = time.monotonic()
-                r = ingest(t, spec, transport="tcp", framing=a.framing, timeout=a.timeout)
+                r = _safe_ingest(t, spec, transport="tcp", framing=a.framing, timeout=a.timeout)
+                if r is None:
+                    continue
                 rows.append(r)
                 _log(f"tcp run {run + 1}/{a.runs} {_brief(r)}")
                 if time.monotonic() - t0 > a.max_cell_seconds:
@@ -76,6 +87,8 @@ def bench_tcp(a: argparse.Namespace, write: bool = True) -> dict:
         med = {}
         for t in a.targets:
             rs = [r for r in rows if r.hosts == hosts and r.target == t]
+            if not rs:
+                continue
             med[t] = {k: _med(rs, k) for k in ("rate", "rate99", "seconds", "cpu_per_million", "peak_rss_mb", "send_rate",
                                                 "main_thread_cpu", "other_threads_cpu")}
             med[t]["lost_max"] = max(r.lost for r in rs)
@@ -86,6 +99,8 @@ def bench_tcp(a: argparse.Namespace, write: bool = True) -> dict:
             med[t]["n"] = len(rs)
         summary[hosts] = med
         for t in a.targets:
+            if t not in med:
+                continue
             m = med[t]
             ratio_r = m["rate"] / med["rsyslog"]["rate"] if "rsyslog" in med and t != "rsyslog" else float("nan")
             ratio_s = m["rate"] / med["sink"]["rate"] if "sink" in med and t != "sink" else float("nan")
@@ -129,7 +144,9 @@ def bench_udp(a: argparse.Namespace, write: bool = True) -> dict:
         for rate in a.rates:
             spec = WorkloadSpec(hosts=a.hosts[0], messages=int(rate * a.seconds), senders=a.senders, seed=a.seed)
             for t in a.targets:
-                r = ingest(t, spec, transport="udp", rate=rate, timeout=a.timeout)
+                r = _safe_ingest(t, spec, transport="udp", rate=rate, timeout=a.timeout)
+                if r is None:
+                    continue
                 r.note = (r.note + f" offered_rate={rate}").strip()
                 rows.append(r)
                 _log(f"udp run {run + 1}/{a.runs} rate={rate} {_brief(r)} rcvbuf_err={r.rcvbuf_errors}")
@@ -138,6 +155,8 @@ def bench_udp(a: argparse.Namespace, write: bool = True) -> dict:
         fr = {}
         for t in a.targets:
             rs = [r for r in rows if r.target == t and r.note.endswith(f"offered_rate={rate}")]
+            if not rs:
+                continue
             fracs = [r.lines / max(1, r.offered) for r in rs]
             fr[t] = statistics.median(fracs)
             kf = [r.kernel_received / r.kernel_sent for r in rs if r.kernel_sent]
@@ -172,7 +191,11 @@ def bench_latency(a: argparse.Namespace, write: bool = True) -> dict:
     started = results.machine_line()
     runs = []
     for run in range(a.runs):
-        r = run_latency(crashes=a.crashes, rate=a.rate, background=a.background, hosts=a.hosts[0])
+        try:
+            r = run_latency(crashes=a.crashes, rate=a.rate, background=a.background, hosts=a.hosts[0])
+        except Exception as e:  # noqa: BLE001
+            _log(f"latency run failed: {type(e).__name__}: {e}")
+            continue
         runs.append(r)
         _log(f"latency run {run + 1}/{a.runs}: " + json.dumps({k: round(v, 1) if isinstance(v, float) else v
                                                               for k, v in r.items()}))
@@ -217,12 +240,16 @@ def bench_state(a: argparse.Namespace, write: bool = True) -> dict:
     rows: list[IngestResult] = []
     for run in range(a.runs):
         for t in a.targets:
-            r = ingest(t, spec, timeout=a.timeout)
+            r = _safe_ingest(t, spec, timeout=a.timeout)
+            if r is None:
+                continue
             rows.append(r)
             _log(f"state run {run + 1}/{a.runs} {_brief(r)} rss_after={r.rss_after_mb:.1f}MB")
     out = []
     for t in a.targets:
         rs = [r for r in rows if r.target == t]
+        if not rs:
+            continue
         out.append([t, hosts, a.lines_per_host, _med(rs, "peak_rss_mb"), _med(rs, "rss_after_mb"), _med(rs, "rate"),
                     max(r.lost for r in rs)])
     body = [f"## Scale of state: {hosts:,} hosts x {a.lines_per_host} lines each (context rings full)", "",
@@ -412,7 +439,10 @@ def run_all(runs: int) -> int:
                  ["latency", "--runs", r], ["udp", "--runs", r], ["state", "--runs", r],
                  ["tcp", "--runs", r, "--hosts", "1000", "10", "10000"]):
         _log("bench.run " + " ".join(argv))
-        main(argv)
+        try:
+            main(argv)
+        except Exception as e:  # noqa: BLE001 - go on with the next benchmark
+            _log(f"bench.run {argv[0]} failed: {type(e).__name__}: {e}")
     return 0
 
 
