@@ -457,3 +457,28 @@ async def test_reuse_port_lets_two_servers_share_the_ports(server, tmp_path):
     finally:
         b_srv.request_stop()
         await b_srv.shutdown()
+
+
+async def test_busy_connections_yield_their_turn_and_lose_nothing(server):
+    from sylog.server import listeners
+
+    s = await server()
+    n = 3 * listeners.TURN_BUDGET * 4
+    payload = b"".join(octet(r5424("busy", f"m{k}")) for k in range(n // 3))
+    socks = [socket.create_connection(s.tcp) for _ in range(3)]
+    for c in socks:  # all three buffered in the kernel before the loop reads: one turn sees them all
+        c.setblocking(False)
+    sent = [0, 0, 0]
+    while min(sent) < len(payload):
+        for i, c in enumerate(socks):
+            if sent[i] < len(payload):
+                try:
+                    sent[i] += c.send(payload[sent[i]:sent[i] + (1 << 20)])
+                except BlockingIOError:
+                    pass
+        await asyncio.sleep(0)
+    for c in socks:
+        c.close()
+    await until(lambda: s.c.written >= n, 30, "all written")
+    assert len(lines_of(s.data, "busy")) == n
+    assert s.c.turn_yields > 0

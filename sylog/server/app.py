@@ -234,8 +234,13 @@ class Server:
     # -- periodic tasks --------------------------------------------------------------------------------------------
     async def _ticker(self) -> None:
         assert self.pipeline is not None
+        c = self.counters
         while True:
+            t0 = time.monotonic()
             await asyncio.sleep(TICK_INTERVAL)
+            lag_ms = int((time.monotonic() - t0 - TICK_INTERVAL) * 1000)
+            if lag_ms > c.loop_lag_max_ms:  # how late timers run: the event loop's health under load
+                c.loop_lag_max_ms = lag_ms
             self.pipeline.tick(time.time())
 
     async def _sweeper(self) -> None:

@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"elapsed={elapsed:.3f}s rate={a.messages / elapsed:,.0f} msg/s "
               f"server_cpu={cpu:.2f}s cpu_per_million={cpu * 1e6 / a.messages:.2f}s exit={proc.returncode}")
         print(f"timeline bytes on disk {got} (expected {expect}): {'OK' if got == expect else 'MISMATCH'}")
+        for ln in err_lines:
+            if "WARNING" in ln or "ERROR" in ln:
+                print("server:", ln.rstrip())
         if last:
             print(last[-1].split("INFO ", 1)[-1])
     return 0

@@ -26,7 +26,9 @@ class Counters:
         "written", "written_bytes", "write_errors", "write_failed",
         "dropped",           # messages dropped on purpose (load shedding; none yet)
         "tcp_pauses",        # times TCP reading paused because the timeline writer fell behind
+        "turn_yields",       # busy connections that yielded the rest of a loop turn (fairness budget)
         "observer_errors", "internal_errors",
+        "loop_lag_max_ms",   # worst lateness of the 100 ms observer tick (a gauge: event-loop starvation)
     )
     __slots__ = FIELDS
 

@@ -21,6 +21,8 @@ from sylog.syslog.framing import TcpDeframer, Truncated, udp_frame
 log = logging.getLogger("sylog.server")
 
 READ_BUFFER = 256 * 1024
+# Messages handled in one event-loop turn before busy connections yield (see TcpConnection.buffer_updated).
+TURN_BUDGET = 5000
 
 
 class BindError(Exception):
@@ -150,6 +152,8 @@ class TcpServerState:
         self.writer = pipeline.writer
         self.max_pending_lines = max_pending_lines
         self.paused = False
+        self.turn_frames = 0  # messages handled in this event-loop turn (fairness budget)
+        self.turn_reset_pending = False
         self.counters = counters
         self.max_message_size = max_message_size
         self.max_connections = max_connections
@@ -169,6 +173,10 @@ class TcpServerState:
             self.counters.conn_idle_closed += 1
             c.close()
         return len(stale)
+
+    def new_turn(self) -> None:
+        self.turn_frames = 0
+        self.turn_reset_pending = False
 
     def pause_all(self) -> None:
         """Back-pressure: the writer is behind; stop reading TCP (senders wait, nothing is lost)."""
@@ -206,7 +214,7 @@ class TcpServerState:
 class TcpConnection(asyncio.BufferedProtocol):
     """One TCP client: bytes -> deframer -> pipeline."""
 
-    __slots__ = ("st", "transport", "peer", "deframer", "last", "nread", "_done")
+    __slots__ = ("st", "transport", "peer", "deframer", "last", "nread", "_done", "_yielded")
 
     def __init__(self, st: TcpServerState) -> None:
         self.st = st
@@ -216,6 +224,7 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.last = time.monotonic()
         self.nread = 0  # bytes read on this connection
         self._done = False
+        self._yielded = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         st = self.st
@@ -252,11 +261,30 @@ class TcpConnection(asyncio.BufferedProtocol):
             self.st.pipeline.process(frames, self.peer, time.time())
             if self.st.writer.pending_lines >= self.st.max_pending_lines:
                 self.st.pause_all()
+            # libuv reads a busy socket up to 32 times (x 256 KiB) per loop turn: under load, timers (flush,
+            # observer tick) would starve for a second and one busy sender would starve the others. Once this
+            # turn has handled TURN_BUDGET messages, each busy connection yields until the next turn.
+            st = self.st
+            st.turn_frames += len(frames)
+            if not st.turn_reset_pending:
+                st.turn_reset_pending = True
+                asyncio.get_running_loop().call_soon(st.new_turn)
+            elif st.turn_frames > TURN_BUDGET and not self._yielded and self.transport is not None:
+                self._yielded = True
+                st.counters.turn_yields += 1
+                self.transport.pause_reading()
+                asyncio.get_running_loop().call_soon(self._next_turn)
         if d.error is not None:
             self.st.framing_error(self.peer, d.error)
             self._finish()
             if self.transport is not None:
                 self.transport.abort()
+
+    def _next_turn(self) -> None:
+        self._yielded = False
+        tr = self.transport
+        if tr is not None and not self.st.paused and not tr.is_closing():
+            tr.resume_reading()
 
     def eof_received(self) -> bool:
         self.close()

@@ -20,6 +20,7 @@ import asyncio
 import errno
 import logging
 import os
+import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,6 +75,8 @@ class TimelineWriter:
         self._wake: asyncio.Event | None = None
         self._closed = False
         self._reopen = False
+        self.flushing_since = 0.0  # monotonic start of the write in flight (0: none)
+        self.last_write_time = 0.0
         #: called (loop thread) when a flush takes the queue: the server resumes paused TCP reading from here
         #: (memory is then bounded by two batches: the one being written and the one filling)
         self.on_flushed: list[Any] = []
@@ -119,7 +122,15 @@ class TimelineWriter:
             for cb in self.on_flushed:  # the queue is empty again: paused readers may go on while we write
                 cb()
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self.write_batch, batch)
+            self.flushing_since = time.monotonic()
+            try:
+                await loop.run_in_executor(self._executor, self.write_batch, batch)
+            finally:
+                took = time.monotonic() - self.flushing_since
+                self.flushing_since = 0.0
+                if took > 1.0:
+                    log.warning("timeline flush of %d hosts took %.1fs (writing %.1fs): disk or CPU starved",
+                                sum(len(q) for q in batch.values()), took, self.last_write_time)
 
     async def run(self) -> None:
         """Flush at least every ``flush_interval`` (sooner when ``flush_lines`` are queued) until cancelled."""
@@ -166,6 +177,14 @@ class TimelineWriter:
         ``((host, day), bytes, errno)``."""
         failed: list[tuple[Key, bytes, int]] = []
         c = self.counters
+        t0 = time.monotonic()
+        try:
+            return self._write_batch(batch, failed, c)
+        finally:
+            self.last_write_time = time.monotonic() - t0
+
+    def _write_batch(self, batch: dict[str, dict[str, list[bytes]]], failed: list[tuple[Key, bytes, int]],
+                     c: Any) -> list[tuple[Key, bytes, int]]:
         if self._reopen:  # SIGHUP (logrotate): let go of every file; the next write re-creates it
             self._reopen = False
             self._close_all()
@@ -207,8 +226,9 @@ class TimelineWriter:
             raise OSError(errno.EINVAL, f"unsafe host directory name {host!r}")
         hdir = os.path.join(self.root, host)
         if host not in self._dirs:
-            self._mkdir(self.root.parent)
-            self._mkdir(self.root)
+            if not self._dirs:  # first host (or after an error/reopen): make sure the parents exist
+                self._mkdir(self.root.parent)
+                self._mkdir(self.root)
             self._mkdir(hdir)
             self._dirs.add(host)
         fd = os.open(os.path.join(hdir, day + ".log"), _OPEN_FLAGS, 0o600)
