@@ -175,7 +175,7 @@ class Rsyslog(Target):
     name = "rsyslog"
 
     def __init__(self, workdir: Path, *, tcp: bool = True, udp: bool = False, hosts: int = 1000,
-                 imptcp_threads: int = 2, batch: int = 4096, queue_size: int = 200_000,
+                 imptcp_threads: int = 1, batch: int = 1024, queue_size: int = 200_000,
                  cache: int | None = None, async_writing: bool = True) -> None:
         super().__init__(workdir, tcp=tcp, udp=udp)
         self.hosts = hosts
