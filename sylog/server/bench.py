@@ -182,9 +182,7 @@ def _udp(a: argparse.Namespace) -> int:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise SystemExit("server did not start")
                     time.sleep(0.05)
-            if a.workers > 1:
-                time.sleep(1.0)  # every worker bound (each logs its start-up line)
-            cpu0 = sum(_cpu_seconds(p.pid) for p in procs)
+            cpu0 = _cpu_seconds(proc.pid)
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
             dst = ("127.0.0.1", udp)
@@ -199,7 +197,7 @@ def _udp(a: argparse.Namespace) -> int:
                     time.sleep(0.001)
             offered = len(msgs) / (time.monotonic() - t0)
             time.sleep(0.5)
-            cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu0
+            cpu = _cpu_seconds(proc.pid) - cpu0
         finally:
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
