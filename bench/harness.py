@@ -170,6 +170,7 @@ class IngestResult:
     rcvbuf_errors: int = 0
     kernel_sent: int = 0  # UDP runs: kernel lines offered / found on disk (is overload shed on kernel lines?)
     kernel_received: int = 0
+    server_counters: dict = field(default_factory=dict)  # sylog's final counter line
     exit_code: int | None = None
     main_thread_cpu: float = 0.0  # whole process lifetime (start-up included), from /proc/PID/task
     other_threads_cpu: float = 0.0
@@ -247,6 +248,7 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
         finally:
             run.close()
             rc = tgt.stop()
+        counters = tgt.final_counters() if hasattr(tgt, "final_counters") else {}
         if keep is not None:
             import shutil
 
@@ -283,7 +285,7 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             rcvbuf_errors=snmp1.get("RcvbufErrors", 0) - snmp0.get("RcvbufErrors", 0), exit_code=rc,
             main_thread_cpu=main_cpu, other_threads_cpu=other_cpu, note="; ".join(note),
             kernel_sent=kernel_messages(spec) if transport == "udp" and tgt.writes_files else 0,
-            kernel_received=kern_rx)
+            kernel_received=kern_rx, server_counters=counters)
 
 
 def spec_total(spec: WorkloadSpec) -> int:

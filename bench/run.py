@@ -160,9 +160,13 @@ def bench_udp(a: argparse.Namespace, write: bool = True) -> dict:
             fracs = [r.lines / max(1, r.offered) for r in rs]
             fr[t] = statistics.median(fracs)
             kf = [r.kernel_received / r.kernel_sent for r in rs if r.kernel_sent]
+            counted = [r.server_counters.get("udp_kernel_drops", 0) + r.server_counters.get("dropped", 0)
+                       for r in rs if r.server_counters]
+            lost = [r.lost for r in rs if r.server_counters]
             out_rows.append([rate, t, statistics.median([r.send_rate for r in rs]), fr[t],
                              " / ".join(f"{x:.3f}" for x in fracs),
                              statistics.median(kf) if kf else float("nan"),
+                             f"{statistics.median(counted):,.0f} of {statistics.median(lost):,.0f}" if counted else "-",
                              statistics.median([r.rcvbuf_errors for r in rs]),
                              _med(rs, "cpu_per_million"), _med(rs, "peak_rss_mb")])
         summary[rate] = fr
@@ -170,12 +174,14 @@ def bench_udp(a: argparse.Namespace, write: bool = True) -> dict:
             f"with sendmmsg)", "", f"command: `{_cmdline()}`  ", started + "  ",
             f"finished: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {a.runs} run(s), medians", "",
             results.table(["offered msg/s", "receiver", "achieved send msg/s", "fraction received", "runs",
-                           "kernel lines received", "RcvbufErrors (delta)", "CPU s / M offered", "peak RSS MB"],
+                           "kernel lines received", "drops the receiver counted (of lost)", "RcvbufErrors (delta)",
+                           "CPU s / M offered", "peak RSS MB"],
                           out_rows), "",
             "fraction received: lines in the timelines (sink: datagrams read) / datagrams sent. RcvbufErrors is "
             "system-wide (/proc/net/snmp), so other traffic on the machine can add to it. 'kernel lines received': "
             "the same fraction for kern-facility lines only (about 8% of the mix) - whether overload sheds "
-            "ordinary messages first. sylog and rsyslog ask for an 8 MiB SO_RCVBUF(FORCE). The senders compete with "
+            "ordinary messages first. 'drops counted': sylog's own final counter line (udp_kernel_drops + dropped) "
+            "against the datagrams missing from its timelines - is every loss visible to the operator? sylog and rsyslog ask for an 8 MiB SO_RCVBUF(FORCE). The senders compete with "
             "the receiver for the 2 cores: 'achieved send' below 'offered' means the machine could not offer more."]
     if write:
         results.update("udp", "\n".join(body))
