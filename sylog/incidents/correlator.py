@@ -148,8 +148,9 @@ class Correlator:
         self.cpu_clock: Callable[[], float] = time.perf_counter  # for the per-tick analysis budget only
         self._cont = getattr(self.det, "is_crash_continuation", None)
         self._shutdown_apps = frozenset(getattr(self.det, "CLEAN_SHUTDOWN_APPS", ())) | SHUTDOWN_APPS
-        self._ids: set[str] = set()
-        self._id_factory = id_factory or (lambda t: new_id(t, self._ids))
+        self._ids: set[str] = set()  # IDs issued in the current second (IDs differ in their second otherwise)
+        self._id_sec = -1
+        self._id_factory = id_factory or self._new_id
         self.hosts: dict[str, _Host] = {}
         self.open: dict[str, OpenIncident] = {}  # host -> its open incident
         self.counters = {"kernel_lines": 0, "incidents_opened": 0, "incidents_closed": 0, "lines_cut": 0,
@@ -187,6 +188,12 @@ class Correlator:
             st.packed(blk, pack(blk[1]), self.context_lines, self._ring_cap)
         else:
             self.pending_blocks.append((st, blk))
+
+    def _new_id(self, t: float) -> str:
+        if int(t) != self._id_sec:
+            self._id_sec = int(t)
+            self._ids.clear()
+        return new_id(t, self._ids)
 
     def _new_host(self, host: str) -> _Host:
         st = self.hosts[host] = _Host()
