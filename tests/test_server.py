@@ -482,3 +482,18 @@ async def test_busy_connections_yield_their_turn_and_lose_nothing(server):
     await until(lambda: s.c.written >= n, 30, "all written")
     assert len(lines_of(s.data, "busy")) == n
     assert s.c.turn_yields > 0
+
+
+async def test_truncation_counted_when_the_cut_frame_spans_reads(server):
+    s = await server(**{"limits.max_message_size": 100})
+    body = r5424("spans", "z" * 5000)
+    r, w = await asyncio.open_connection(*s.tcp)
+    conn = await until(lambda: next(iter(s.srv.tcp_state.conns), None), what="server-side connection")
+    w.write(b"%d " % len(body) + body[:50])  # header + part of the kept 100 bytes: cut decided, frame incomplete
+    await w.drain()
+    await until(lambda: conn.nread >= 50, 5, "first part read")
+    w.write(body[50:] + octet(r5424("spans", "next")))
+    await w.drain()
+    w.close()
+    lines = await s.flushed("spans", 2)
+    assert s.c.truncated == 1 and lines[1].endswith(b"next")

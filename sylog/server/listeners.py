@@ -255,9 +255,9 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.st.counters.bytes_read += nbytes
         trunc = d.truncated
         frames = d.feed(bytes(self.st.view[:nbytes]))
+        if d.truncated != trunc:  # counted when the cut is decided, maybe before the frame is complete
+            self.st.counters.truncated += d.truncated - trunc
         if frames:
-            if d.truncated != trunc:
-                self.st.counters.truncated += d.truncated - trunc
             self.st.pipeline.process(frames, self.peer, time.time())
             if self.st.writer.pending_lines >= self.st.max_pending_lines:
                 self.st.pause_all()
