@@ -183,6 +183,8 @@ class IngestResult:
 def make_target(name: str, workdir: Path, *, tcp: bool, udp: bool, hosts: int, **kw: Any) -> Target:
     if name == "sylog":
         return Sylog(workdir, tcp=tcp, udp=udp, **kw)
+    if name.startswith("sylog-x"):  # sylog-x2: the SO_REUSEPORT multi-process experiment (bench/multiserve.py)
+        return Sylog(workdir, tcp=tcp, udp=udp, workers=int(name[7:]), **kw)
     if name == "rsyslog":
         return Rsyslog(workdir, tcp=tcp, udp=udp, hosts=hosts, **kw)
     if name == "sink":
@@ -240,7 +242,7 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             peak = procstat.peak_rss_mb(tgt.pid)
             rss = procstat.rss_mb(tgt.pid)
             snmp1 = procstat.snmp_udp()
-            found = incidents_found(tgt.data) if target_name == "sylog" else {}
+            found = incidents_found(tgt.data) if target_name.startswith("sylog") else {}
             kern_rx = count_kernel_lines(tgt.timelines) if transport == "udp" and tgt.writes_files else 0
             thr = procstat.threads_cpu(tgt.pid)
             main_cpu = next((c for t, _, c in thr if t == tgt.pid), 0.0)
@@ -273,6 +275,8 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
         errs = [s.error for s in lr.senders if s.error]
         if errs:
             note.append("sender errors: " + "; ".join(errs[:2]))
+        if len(getattr(tgt, "split", ())) > 1:
+            note.append("split " + "/".join(map(str, sorted(tgt.split, reverse=True))))
         if rc not in (0, None, -15) and target_name != "sink":
             note.append(f"exit {rc}: {tgt.tail(300)!r}")
         return IngestResult(
@@ -280,7 +284,7 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             seconds=seconds, rate=offered / seconds,
             rate99=(0.99 * offered / max(1e-9, w.t99 - lr.t_first)) if w.t99 else offered / seconds, cpu_s=cpu, cpu_per_million=cpu * 1e6 / max(1, offered),
             peak_rss_mb=peak, rss_after_mb=rss, send_rate=lr.achieved_rate, lost=max(0, offered - w.lines),
-            hosts_wrong=wrong, incidents_expected=len(man.crashes) if target_name == "sylog" else 0,
+            hosts_wrong=wrong, incidents_expected=len(man.crashes) if target_name.startswith("sylog") else 0,
             incidents_matched=matched, incidents_extra=extra,
             rcvbuf_errors=snmp1.get("RcvbufErrors", 0) - snmp0.get("RcvbufErrors", 0), exit_code=rc,
             main_thread_cpu=main_cpu, other_threads_cpu=other_cpu, note="; ".join(note),

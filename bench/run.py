@@ -106,7 +106,7 @@ def bench_tcp(a: argparse.Namespace, write: bool = True) -> dict:
             ratio_s = m["rate"] / med["sink"]["rate"] if "sink" in med and t != "sink" else float("nan")
             out_rows.append([hosts, t, m["rate"], " / ".join(f"{x:,}" for x in m["runs"]), m["rate99"], m["seconds"],
                              m["cpu_per_million"] if t != "sink" else m["cpu_per_million"], m["peak_rss_mb"],
-                             m["lost_max"], m["wrong_max"], m["inc"] if t == "sylog" else "-",
+                             m["lost_max"], m["wrong_max"], m["inc"] if t.startswith("sylog") else "-",
                              f"{ratio_r:.2f}x" if ratio_r == ratio_r else "-",
                              f"{ratio_s:.3f}x" if ratio_s == ratio_s else "-"])
     n_msgs = rows[0].offered if rows else 0
@@ -124,7 +124,7 @@ def bench_tcp(a: argparse.Namespace, write: bool = True) -> dict:
             "the run. Peak RSS: VmHWM summed over the tree. The sink reads and discards (no framing, no disk): "
             "the loopback ceiling; its 'seconds' end when the last byte was read."]
     if "sylog" in a.targets:
-        sy = [(h, summary[h]["sylog"]) for h in a.hosts]
+        sy = [(h, summary[h]["sylog"]) for h in a.hosts if "sylog" in summary[h]]
         body.append("")
         body.append("sylog CPU by thread (whole process life, medians): " + "; ".join(
             f"{h} hosts: main {m['main_thread_cpu']:.1f}s, other threads {m['other_threads_cpu']:.1f}s"
@@ -367,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int)
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--framing", choices=("octet", "lf"), default="octet")
-    ap.add_argument("--targets", nargs="+", choices=("sylog", "rsyslog", "sink"))
+    ap.add_argument("--targets", nargs="+", choices=("sylog", "rsyslog", "sink", "sylog-x2"),
+                    help="sylog-x2: two unmodified sylog processes sharing the port with SO_REUSEPORT (the multi-core "
+                         "experiment, bench/multiserve.py)")
     ap.add_argument("--rates", type=int, nargs="+", default=[50_000, 100_000, 200_000])
     ap.add_argument("--seconds", type=float, default=5.0, help="UDP: seconds of traffic per rate")
     ap.add_argument("--senders", type=int, default=2, help="UDP sender processes")
@@ -443,7 +445,8 @@ def run_all(runs: int) -> int:
     for argv in (["parse", "--runs", r], ["profile"], ["profile", "--transport", "udp", "--rate", "100000",
                                                         "--messages", "300000"],
                  ["latency", "--runs", r], ["udp", "--runs", r], ["state", "--runs", r],
-                 ["tcp", "--runs", r, "--hosts", "1000", "10", "10000"]):
+                 ["tcp", "--runs", r, "--hosts", "1000", "10", "10000", "--targets", "sylog", "rsyslog", "sink",
+                  "sylog-x2"]):
         _log("bench.run " + " ".join(argv))
         try:
             main(argv)

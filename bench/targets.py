@@ -36,9 +36,10 @@ def free_port(kind: int) -> int:
         return s.getsockname()[1]
 
 
-def port_bound(proto: str, port: int) -> bool:
-    """Is something listening on 127.0.0.1/0.0.0.0:port (TCP LISTEN, or a bound UDP socket)?"""
+def port_bound(proto: str, port: int, count: int = 1) -> bool:
+    """Are at least ``count`` sockets listening on port (TCP LISTEN, or bound UDP; SO_REUSEPORT groups count each)?"""
     want = f":{port:04X}"
+    n = 0
     for path in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
         try:
             with open(path) as f:
@@ -46,10 +47,10 @@ def port_bound(proto: str, port: int) -> bool:
                 for line in f:
                     parts = line.split()
                     if parts[1].endswith(want) and (proto == "udp" or parts[3] == "0A"):
-                        return True
+                        n += 1
         except OSError:
             continue
-    return False
+    return n >= count
 
 
 class Target:
@@ -64,7 +65,7 @@ class Target:
         self.tcp_port = free_port(socket.SOCK_STREAM) if tcp else None
         self.udp_port = free_port(socket.SOCK_DGRAM) if udp else None
         self.proc: Any = None
-        self.log = self.workdir / f"{self.name}.log"
+        self.log = self.workdir / f"{type(self).__name__.lower()}.log"
 
     @property
     def pid(self) -> int:
@@ -76,8 +77,9 @@ class Target:
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            ok = (self.tcp_port is None or port_bound("tcp", self.tcp_port)) and \
-                 (self.udp_port is None or port_bound("udp", self.udp_port))
+            k = getattr(self, "workers", 1)
+            ok = (self.tcp_port is None or port_bound("tcp", self.tcp_port, k)) and \
+                 (self.udp_port is None or port_bound("udp", self.udp_port, k))
             if ok:
                 return
             if not self.alive():
@@ -115,15 +117,24 @@ class Sylog(Target):
     name = "sylog"
 
     def __init__(self, workdir: Path, *, tcp: bool = True, udp: bool = False, incident_quiet: float = 600.0,
-                 profile: Path | None = None, extra: list[str] | None = None) -> None:
+                 profile: Path | None = None, extra: list[str] | None = None, workers: int = 1) -> None:
         super().__init__(workdir, tcp=tcp, udp=udp)
         self.incident_quiet = incident_quiet
         self.profile = profile
         self.extra = extra or []
+        self.split: list[int] = []  # messages received per worker (from the final counter lines)
+        self.workers = workers  # > 1: bench/multiserve.py (N processes, SO_REUSEPORT) - the multi-core experiment
+        if workers > 1:
+            self.name = f"sylog x{workers}"
 
     def start(self) -> None:
         cmd = [sys.executable]
-        cmd += ["-m", "bench.profserve", str(self.profile)] if self.profile else ["-m", "sylog"]
+        if self.workers > 1:
+            cmd += ["-m", "bench.multiserve", str(self.workers)]
+        elif self.profile:
+            cmd += ["-m", "bench.profserve", str(self.profile)]
+        else:
+            cmd += ["-m", "sylog"]
         cmd += ["serve", "--data-dir", str(self.data),
                 "--tcp", f"127.0.0.1:{self.tcp_port}" if self.tcp_port else "none",
                 "--udp", f"127.0.0.1:{self.udp_port}" if self.udp_port else "none",
@@ -159,11 +170,16 @@ class Sylog(Target):
         out: dict[str, int] = {}
         for line in reversed(self.tail(20000).splitlines()):
             if "stopped:" in line:
-                for kv in line.split("stopped:", 1)[1].split():
+                if out.get("_lines", 0) >= self.workers:
+                    break
+                out["_lines"] = out.get("_lines", 0) + 1
+                for kv in line.split("stopped:", 1)[1].split():  # several workers: their counters add up
                     k, _, v = kv.partition("=")
                     if v.lstrip("-").isdigit():
-                        out[k] = int(v)
-                break
+                        out[k] = out.get(k, 0) + int(v)
+                        if k == "received":
+                            self.split.append(int(v))
+        out.pop("_lines", None)
         return out
 
 
