@@ -22,7 +22,7 @@ log = logging.getLogger("sylog.server")
 
 READ_BUFFER = 256 * 1024
 # Messages handled in one event-loop turn before busy connections yield (see TcpConnection.buffer_updated).
-TURN_BUDGET = 5000
+TURN_BUDGET = 10000
 
 
 class BindError(Exception):
