@@ -38,6 +38,7 @@ DIE_KINDS = frozenset({"panic", "oops", "bug", "page-fault", "gpf", "mce", "hard
 RING_BUDGET = 32 * 1024 * 1024  # deflated context bytes for all hosts together (the cap per ring shrinks with
                                 # the host count, never below MIN_RING_BYTES): 10,000 hosts stay well under 150 MB
 MIN_RING_BYTES = 2048
+MAX_PENDING_BLOCKS = 2048  # sealed blocks waiting for the engine's worker thread; beyond this, deflate inline
 MAX_HOSTS = 100_000  # beyond this, the longest-silent hosts without an open incident are forgotten
 BOOT_TS_LOW = 5.0  # printk seconds: "back near zero" ...
 BOOT_TS_HIGH = 60.0  # ... after having been at least this large
@@ -184,7 +185,8 @@ class Correlator:
 
     def _seal(self, st: _Host) -> None:
         blk = st._seal(self.context_lines, self._ring_cap)
-        if self.inline_pack:
+        if self.inline_pack or len(self.pending_blocks) >= MAX_PENDING_BLOCKS:
+            # (also when ticks lag behind a flood: raw blocks piling up would cost more memory than the rings)
             st.packed(blk, pack(blk[1]), self.context_lines, self._ring_cap)
         else:
             self.pending_blocks.append((st, blk))
