@@ -384,3 +384,13 @@ def test_property_hosts_never_mix_and_every_incident_closes(events):
     for recs in by_host.values():  # one host's incidents never overlap in time
         spans = sorted((r.first_t, r.last_t) for r in recs)
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+
+
+def test_raw_blocks_waiting_for_the_worker_are_bounded():
+    from sylog.incidents.correlator import MAX_PENDING_BLOCKS
+    c, sink, feed, _ = make(inline_pack=False)
+    for i in range(MAX_PENDING_BLOCKS * 20):
+        feed(f"h{i % 500}", f"line {i}", kernel=False)
+    assert len(c.pending_blocks) <= MAX_PENDING_BLOCKS
+    c.install_packed(jobs := c.take_pending_blocks(), [pack(b[1]) for _, b in jobs])
+    assert c.hosts["h7"].lines(3)[-1].endswith(b"line %d\n" % (MAX_PENDING_BLOCKS * 20 - 500 + 7))
