@@ -23,10 +23,24 @@ Figures are medians over the runs unless a column says otherwise.
 """
 
 
+def code_version() -> str:
+    """The sylog code measured: HEAD commit, and whether sylog/ had uncommitted changes (the tree is shared)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sylog"], cwd=HERE.parent,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "sylog code: unknown"
+    return f"sylog code: {head}{' + uncommitted changes in sylog/' if dirty else ''}"
+
+
 def machine_line() -> str:
     m = procstat.machine()
     return (f"machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem']} RAM, Python {m['python']}, kernel {m['kernel']}; "
-            f"load average at start: {m['loadavg']}")
+            f"load average at start: {m['loadavg']}; {code_version()}")
 
 
 def update(name: str, body: str) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 _CTX = mp.get_context("fork")
+_SPAWN = mp.get_context("spawn")
 
 
 def free_port(kind: int) -> int:
@@ -248,6 +249,7 @@ class Rsyslog(Target):
 
 def _sink_main(tcp_sock: socket.socket | None, udp_sock: socket.socket | None, counters: Any) -> None:
     """Read and discard; ``counters`` = shared [tcp bytes, udp datagrams, udp bytes, last activity (monotonic)]."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])  # before any thread: sigwait below takes it
     lock = threading.Lock()
 
     def conn_loop(c: socket.socket) -> None:
@@ -322,7 +324,7 @@ class Sink(Target):
     writes_files = False
 
     def start(self) -> None:
-        self.counters = _CTX.Array("d", 4, lock=False)
+        self.counters = _SPAWN.Array("d", 4, lock=False)
         tcp_sock = udp_sock = None
         if self.tcp_port:
             tcp_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -335,7 +337,8 @@ class Sink(Target):
             udp_sock.bind(("127.0.0.1", self.udp_port))
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
         try:
-            self.proc = _CTX.Process(target=_sink_main, args=(tcp_sock, udp_sock, self.counters), daemon=True)
+            # spawn, not fork: a fresh interpreter, so its RSS is the sink's own and not the harness's heap
+            self.proc = _SPAWN.Process(target=_sink_main, args=(tcp_sock, udp_sock, self.counters), daemon=True)
             self.proc.start()
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
