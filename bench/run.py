@@ -231,8 +231,10 @@ def bench_latency(a: argparse.Namespace, write: bool = True) -> dict:
             "if it is below the offered rate, sylog was not keeping up with the background (TCP back-pressure "
             "slows the senders)."]
     if write:
-        results.update("latency", "\n".join(body))
-        results.save_raw("latency", runs)
+        name = "latency" if a.rate == 100_000 and a.background == "tcp" else \
+            f"latency-{a.background}-{int(a.rate)}"
+        results.update(name, "\n".join(body))
+        results.save_raw(name, runs)
     print("\n".join(body))
     return med
 
