@@ -1,11 +1,13 @@
 """The receivers under test, each started fresh in its own temp dir on free loopback ports.
 
-* :class:`Sylog` - ``python -m sylog serve`` (optionally under cProfile);
+* :class:`Sylog` - ``python -m sylog serve`` (optionally under the window profiler, bench/profserve.py, or as N
+  SO_REUSEPORT processes, bench/multiserve.py);
 * :class:`Rsyslog` - Debian's ``rsyslogd`` as a central receiver with its own config (``-n -f -i``, no
-  imuxsock/imklog): imptcp/imudp into omfile with a per-host dynaFile, a cache sized to the hosts, asyncWriting,
-  a 64 KiB ioBufferSize, flushOnTXEnd off, a LinkedList main queue with ONE worker (two would reorder a host's
-  lines) and large dequeue batches - the settings rsyslog's own "high performance" example and the parameter
-  reference recommend; the line template mirrors sylog's timeline line;
+  imuxsock/imklog): imptcp/imudp into omfile with a per-host dynaFile and a cache sized to the hosts (capped at
+  1,000: omfile's lookup is a linear scan), asyncWriting, a 64 KiB ioBufferSize, flushOnTXEnd off, a LinkedList
+  main queue with ONE worker (two would reorder a host's lines); imptcp threads and the dequeue batch from a sweep
+  (``bench.run rsyslog-sweep``), the rest as rsyslog's "high performance" example and the parameter reference
+  recommend; the line template mirrors sylog's timeline line;
 * :class:`Sink` - plain sockets that read the same bytes and discard them: the ceiling of this machine.
 
 Every target exposes ``pid`` (for :mod:`bench.procstat`), ``tcp_port``/``udp_port`` and, for file targets,
