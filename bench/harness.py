@@ -24,6 +24,36 @@ from bench.targets import Rsyslog, Sink, Sylog, Target
 from bench.workload import WorkloadSpec
 
 
+def order_violations(timelines: Path) -> int:
+    """Hosts whose ``seq=N`` line endings (bench.workload) ever go backwards in their timeline files."""
+    bad = 0
+    for d in os.scandir(timelines):
+        if not d.is_dir():
+            continue
+        last = -1
+        broken = False
+        for f in sorted(os.scandir(d.path), key=lambda e: e.name):  # day files in date order
+            if not f.name.endswith(".log"):
+                continue
+            with open(f.path, "rb") as fh:
+                for line in fh:
+                    i = line.rfind(b" seq=")
+                    if i < 0:
+                        continue
+                    try:
+                        n = int(line[i + 5:])
+                    except ValueError:
+                        continue
+                    if n < last:
+                        broken = True
+                        break
+                    last = n
+            if broken:
+                break
+        bad += broken
+    return bad
+
+
 def count_kernel_lines(timelines: Path) -> int:
     """Timeline lines with facility kern (`` kern.<severity> `` field; sylog's and the rsyslog template's)."""
     n = 0
@@ -164,6 +194,7 @@ class IngestResult:
     send_rate: float  # what the load generator achieved
     lost: int
     hosts_wrong: int  # hosts whose line count differs from the manifest
+    hosts_out_of_order: int = 0  # hosts whose lines are not on disk in the order sent (TCP)
     incidents_expected: int = 0
     incidents_matched: int = 0
     incidents_extra: int = 0
@@ -244,6 +275,7 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             snmp1 = procstat.snmp_udp()
             found = incidents_found(tgt.data) if target_name.startswith("sylog") else {}
             kern_rx = count_kernel_lines(tgt.timelines) if transport == "udp" and tgt.writes_files else 0
+            disorder = order_violations(tgt.timelines) if transport == "tcp" and tgt.writes_files else 0
             thr = procstat.threads_cpu(tgt.pid)
             main_cpu = next((c for t, _, c in thr if t == tgt.pid), 0.0)
             other_cpu = sum(c for t, _, c in thr if t != tgt.pid)
@@ -284,7 +316,7 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             seconds=seconds, rate=offered / seconds,
             rate99=(0.99 * offered / max(1e-9, w.t99 - lr.t_first)) if w.t99 else offered / seconds, cpu_s=cpu, cpu_per_million=cpu * 1e6 / max(1, offered),
             peak_rss_mb=peak, rss_after_mb=rss, send_rate=lr.achieved_rate, lost=max(0, offered - w.lines),
-            hosts_wrong=wrong, incidents_expected=len(man.crashes) if target_name.startswith("sylog") else 0,
+            hosts_wrong=wrong, hosts_out_of_order=disorder, incidents_expected=len(man.crashes) if target_name.startswith("sylog") else 0,
             incidents_matched=matched, incidents_extra=extra,
             rcvbuf_errors=snmp1.get("RcvbufErrors", 0) - snmp0.get("RcvbufErrors", 0), exit_code=rc,
             main_thread_cpu=main_cpu, other_threads_cpu=other_cpu, note="; ".join(note),

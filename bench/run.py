@@ -57,7 +57,7 @@ def _safe_ingest(*args: Any, **kw: Any) -> IngestResult | None:
 def _brief(r: IngestResult) -> str:
     return (f"{r.target:8s} hosts={r.hosts:<6d} offered={r.offered:<8d} lines={r.lines:<8d} "
             f"{r.rate:>10,.0f} msg/s  cpu/M={r.cpu_per_million:5.2f}s  peakRSS={r.peak_rss_mb:6.1f}MB"
-            f"  lost={r.lost} wrong_hosts={r.hosts_wrong} inc={r.incidents_matched}/{r.incidents_expected}"
+            f"  lost={r.lost} wrong_hosts={r.hosts_wrong} disorder={r.hosts_out_of_order} inc={r.incidents_matched}/{r.incidents_expected}"
             f"{'+' + str(r.incidents_extra) if r.incidents_extra else ''} {r.note}")
 
 
@@ -93,6 +93,7 @@ def bench_tcp(a: argparse.Namespace, write: bool = True) -> dict:
                                                 "main_thread_cpu", "other_threads_cpu")}
             med[t]["lost_max"] = max(r.lost for r in rs)
             med[t]["wrong_max"] = max(r.hosts_wrong for r in rs)
+            med[t]["order_max"] = max(r.hosts_out_of_order for r in rs)
             med[t]["inc"] = f"{min(r.incidents_matched for r in rs)}/{rs[0].incidents_expected}" + \
                 (f" (+{max(r.incidents_extra for r in rs)} extra)" if any(r.incidents_extra for r in rs) else "")
             med[t]["runs"] = [round(r.rate) for r in rs]
@@ -106,7 +107,8 @@ def bench_tcp(a: argparse.Namespace, write: bool = True) -> dict:
             ratio_s = m["rate"] / med["sink"]["rate"] if "sink" in med and t != "sink" else float("nan")
             out_rows.append([hosts, t, m["rate"], " / ".join(f"{x:,}" for x in m["runs"]), m["rate99"], m["seconds"],
                              m["cpu_per_million"] if t != "sink" else m["cpu_per_million"], m["peak_rss_mb"],
-                             m["lost_max"], m["wrong_max"], m["inc"] if t.startswith("sylog") else "-",
+                             m["lost_max"], m["wrong_max"] if t == "sink" else f"{m['wrong_max']} / {m['order_max']}",
+                             m["inc"] if t.startswith("sylog") else "-",
                              f"{ratio_r:.2f}x" if ratio_r == ratio_r else "-",
                              f"{ratio_s:.3f}x" if ratio_s == ratio_s else "-"])
     n_msgs = rows[0].offered if rows else 0
@@ -115,7 +117,7 @@ def bench_tcp(a: argparse.Namespace, write: bool = True) -> dict:
             f"command: `{_cmdline()}`  ", started + "  ",
             f"finished: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {a.runs} run(s) per cell, medians", "",
             results.table(["hosts", "receiver", "msg/s", "runs (msg/s)", "msg/s to 99%", "seconds", "CPU s / M msgs",
-                           "peak RSS MB", "lost (max)", "hosts with wrong count", "crash incidents found",
+                           "peak RSS MB", "lost (max)", "hosts with wrong count / out of order", "crash incidents found",
                            "vs rsyslog", "vs sink"], out_rows), "",
             "msg/s: first byte sent -> last timeline line on disk (newest file mtime), all lines counted per host "
             "against the manifest. 'msg/s to 99%': first byte -> the moment 99% of the receiver's output bytes had "

@@ -8,7 +8,8 @@ host gets the same count (``messages / hosts``, the first ``messages % hosts`` h
 its round order. Hosts are partitioned over senders (``h % senders``), so per-host order is defined on every TCP
 connection. About ``kernel_share`` of the messages are ordinary kernel chatter, the rest daemon chatter (sshd,
 systemd, cron, nginx, ...). ``crashes`` hosts each get one realistic multi-line kernel crash trace injected after a
-known round; the trace lines are extra messages (counted in the manifest).
+known round; the trace lines are extra messages (counted in the manifest). Every ordinary message ends in
+`` seq=<round>``, so a reader can check that each host's lines are on disk in the order they were sent.
 
 Rendering is pre-computed bytes: a pool of message bodies is built once (seeded), and each message is a cheap
 ``%`` format of the pool entry with the round's time stamp. Framing: ``octet`` (RFC 6587 octet counting), ``lf``
@@ -186,10 +187,11 @@ class Workload:
                 if (x >> 8) % 1000 < kshare:
                     sev, body = kpool[x % nk]
                     ts = 200 + r + h * 1e-6
-                    yield h, b"<%d>1 %s %s kernel - - - [%12.6f] %s" % (sev, stamp, names[h], ts, body.encode()), None
+                    yield h, b"<%d>1 %s %s kernel - - - [%12.6f] %s seq=%d" % (sev, stamp, names[h], ts, body.encode(),
+                                                                                  r), None
                 else:
                     pre, rest = pool[x % np_]
-                    yield h, pre + stamp + b" " + names[h] + rest, None
+                    yield h, b"%s%s %s%s seq=%d" % (pre, stamp, names[h], rest, r), None
                 if h in crash_hosts and self.crashes[h].after_round == r:
                     yield from self._trace(h, r, stamp, names[h])
 

@@ -174,3 +174,17 @@ def test_cycled_background_load_stops_at_duration() -> None:
     assert time.monotonic() - t0 < 8
     assert res.senders[0].cycles >= 2  # the 50-message workload was repeated
     assert 50 < res.messages <= 2000 * 0.4 * 1.5 + 50
+
+
+def test_every_ordinary_message_carries_its_round_and_order_check_sees_reordering(tmp_path: Path) -> None:
+    from bench.harness import order_violations
+
+    w = Workload(SPEC)
+    tagged = [m for _h, m, _c in w.messages(0) if m.rsplit(b" seq=", 1)[-1].isdigit()]
+    assert len(tagged) == sum(w.host_messages(h) for h in w.sender_hosts(0))  # all but the crash trace lines
+    t = tmp_path / "timelines"
+    (t / "a").mkdir(parents=True)
+    (t / "b").mkdir()
+    (t / "a" / "2026-11-25.log").write_bytes(b"x seq=1\nkernel trace line\nx seq=2\nx seq=2\n")
+    (t / "b" / "2026-11-25.log").write_bytes(b"x seq=1\nx seq=3\nx seq=2\n")
+    assert order_violations(t) == 1
