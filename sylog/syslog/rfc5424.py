@@ -92,6 +92,27 @@ def check_timestamp(ts: bytes, strict: bool) -> str | None:
     return None
 
 
+# Valid stamps already seen (bytes -> str): senders stamp many messages with the same second, so most frames skip the
+# regex. Only stamps the fast-path regex accepts and whose day fits the month are cached.
+_TS_SEEN: dict[bytes, str] = {}
+_TS_SEEN_MAX = 4096
+
+
+def fast_timestamp(ts: bytes) -> str | bool:
+    """``ts`` as str if it is a valid RFC 5424 TIMESTAMP in the strict shape (cached), else False."""
+    s = _TS_SEEN.get(ts)
+    if s is not None:
+        return s
+    if _TS_FAST.fullmatch(ts) is None:
+        return False
+    if (ts[8] == 51 or (ts[8] == 50 and ts[9] == 57 and ts[5:7] == b"02")) and check_timestamp(ts, True):
+        return False  # day 29-31 that its month does not have
+    if len(_TS_SEEN) >= _TS_SEEN_MAX:
+        _TS_SEEN.clear()
+    s = _TS_SEEN[ts] = ts.decode("ascii")
+    return s
+
+
 def _text(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
