@@ -38,6 +38,12 @@ DIE_KINDS = frozenset({"panic", "oops", "bug", "page-fault", "gpf", "mce", "hard
 RING_BUDGET = 32 * 1024 * 1024  # deflated context bytes for all hosts together (the cap per ring shrinks with
                                 # the host count, never below MIN_RING_BYTES): 10,000 hosts stay well under 150 MB
 MIN_RING_BYTES = 2048
+# Deflating context costs ~1.8 us per line (16-line blocks, zlib level 1: a quarter of all the CPU sylog spends on an
+# ordinary message). While every host's context fits in this many RAW bytes (estimated: hosts x (context_lines +
+# BLOCK_LINES) x mean line size), sealed blocks simply stay raw; past it (e.g. 10,000 hosts) they are deflated as
+# before. Blocks of long lines (mean > RAW_LINE_MAX bytes) are always deflated, so one host cannot hog the budget.
+RAW_RING_BUDGET = 48 * 1024 * 1024
+RAW_LINE_MAX = 512
 MAX_PENDING_BLOCKS = 2048  # sealed blocks waiting for the engine's worker thread; beyond this, deflate inline
 MAX_HOSTS = 100_000  # beyond this, the longest-silent hosts without an open incident are forgotten
 BOOT_TS_LOW = 5.0  # printk seconds: "back near zero" ...
@@ -130,7 +136,7 @@ class Correlator:
                  refresh_interval: float = 0.5, max_lines: int = 5000, tail_keep: int = 200,
                  ring_bytes: int = DEFAULT_MAX_BYTES, ring_budget: int = RING_BUDGET, max_hosts: int = MAX_HOSTS,
                  max_open: float = 3600.0, detector: Any = None, inline_pack: bool = True,
-                 id_factory: Callable[[float], str] | None = None) -> None:
+                 id_factory: Callable[[float], str] | None = None, raw_budget: int = RAW_RING_BUDGET) -> None:
         self.sink: Sink = sink or (lambda ev, rec: None)
         self.quiet = quiet
         self.context_lines = context_lines
@@ -141,6 +147,8 @@ class Correlator:
         self.ring_budget = ring_budget
         self.max_hosts = max_hosts
         self._ring_cap = ring_bytes
+        self.raw_budget = raw_budget
+        self._line_avg = 200.0  # running mean bytes per context line (for the raw budget estimate)
         # Sealed context blocks waiting to be deflated: inline (inline_pack) or by the engine on a worker thread.
         self.inline_pack = inline_pack
         self.pending_blocks: list[tuple[ContextRing, list]] = []
@@ -185,6 +193,12 @@ class Correlator:
 
     def _seal(self, st: _Host) -> None:
         blk = st._seal(self.context_lines, self._ring_cap)
+        size = len(blk[1])
+        nl = blk[0]
+        avg = self._line_avg = self._line_avg + (size / nl - self._line_avg) * 0.01
+        if size <= nl * RAW_LINE_MAX and len(self.hosts) * (self.context_lines + BLOCK_LINES) * avg <= self.raw_budget:
+            return  # fits the raw budget: the block stays raw (read as is by ContextRing.lines; if the budget is
+            # exceeded later, packing this ring's next block packs its older raw ones first, in order)
         if self.inline_pack or len(self.pending_blocks) >= MAX_PENDING_BLOCKS:
             # (also when ticks lag behind a flood: raw blocks piling up would cost more memory than the rings)
             st.packed(blk, pack(blk[1]), self.context_lines, self._ring_cap)
