@@ -33,6 +33,26 @@ class ListenConfig(_Section):
     # SO_REUSEPORT on every listener: several sylog processes may share the ports (the kernel spreads
     # connections/datagrams by flow hash). The base for multi-core workers; off by default.
     reuse_port: bool = False
+    netconsole: list[str] = []  # kernel netconsole (UDP, plain and extended format); off by default
+    tls: list[str] = []  # RFC 5425 syslog over TLS; needs [tls] cert and key
+    # Sender allowlists (CIDRs or addresses): ``allow`` for every listener; a non-empty per-listener list
+    # replaces it for that listener. Empty everywhere: everyone may send. Reloaded on SIGHUP.
+    allow: list[str] = []
+    udp_allow: list[str] = []
+    tcp_allow: list[str] = []
+    tls_allow: list[str] = []
+    netconsole_allow: list[str] = []
+
+
+class TlsConfig(_Section):
+    cert: str = ""  # PEM server certificate (+ chain)
+    key: str = ""  # PEM private key
+    client_ca: str = ""  # set: mutual TLS (client certificate required, signed by this CA)
+    permitted_peers: list[str] = []  # with client_ca: accepted client names (SAN DNS / CN; "*.example.com")
+
+
+class MetricsConfig(_Section):
+    listen: str = ""  # "ADDR:PORT" of the Prometheus endpoint; empty: off
 
 
 class LimitsConfig(_Section):
@@ -72,6 +92,9 @@ class Config(_Section):
     timeline: TimelineConfig = msgspec.field(default_factory=TimelineConfig)
     incidents: IncidentsConfig = msgspec.field(default_factory=IncidentsConfig)
     vmcore: VmcoreConfig = msgspec.field(default_factory=VmcoreConfig)
+    tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    hosts: dict[str, str] = {}  # source IP -> host name (netconsole sends no host name); reloaded on SIGHUP
     alert: list[AlertConfig] = msgspec.field(default_factory=list)  # [[alert]] hooks (sylog.alerts)
 
 

@@ -107,8 +107,8 @@ def test_example_future_blocks_are_marked_and_still_unknown() -> None:
     rejected. When this fails, the server supports the keys: uncomment the block and drop its marker."""
     text = EXAMPLE.read_text()
     blocks = _marked_blocks(text)
-    assert len(blocks) == 2
-    assert "available when" in text and "Uncomment once" in text
+    assert len(blocks) <= 2  # 0: every feature of issue 5 is built and its keys are uncommented
+    assert not blocks or ("available when" in text and "Uncomment once" in text)
     for block in blocks:
         toml_lines = [ln for ln in block if _TOML_LINE.match(ln)]
         assert toml_lines, block

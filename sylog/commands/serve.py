@@ -22,6 +22,19 @@ def add_parser(sub: Any) -> None:
                    help="UDP listener (repeatable; 'none' disables; IPv6 as [::]:514). Default 0.0.0.0:514")
     p.add_argument("--tcp", action="append", metavar="ADDR:PORT",
                    help="TCP listener (repeatable; 'none' disables). Default 0.0.0.0:514")
+    p.add_argument("--netconsole", action="append", metavar="ADDR:PORT",
+                   help="kernel netconsole listener, UDP (repeatable; off by default; 6666 is usual)  "
+                        "[listen.netconsole]")
+    p.add_argument("--tls", action="append", metavar="ADDR:PORT",
+                   help="RFC 5425 syslog-over-TLS listener (repeatable; off by default; 6514 is usual)  [listen.tls]")
+    p.add_argument("--tls-cert", metavar="FILE", help="PEM server certificate (+ chain)  [tls.cert]")
+    p.add_argument("--tls-key", metavar="FILE", help="PEM server private key  [tls.key]")
+    p.add_argument("--tls-client-ca", metavar="FILE",
+                   help="mutual TLS: clients need a certificate signed by this CA  [tls.client_ca]")
+    p.add_argument("--allow", action="append", metavar="CIDR",
+                   help="senders every listener accepts (repeatable; default everyone)  [listen.allow]")
+    p.add_argument("--metrics", metavar="ADDR:PORT",
+                   help="Prometheus endpoint http://ADDR:PORT/metrics (off by default)  [metrics.listen]")
     p.add_argument("--data-dir", metavar="DIR", help="data directory (default ./sylog-data)  [data_dir]")
     p.add_argument("--config", metavar="FILE", help="TOML configuration file")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), help="event loop (default uvloop)  [listen.loop]")
@@ -49,6 +62,13 @@ def _listeners(values: list[str] | None) -> list[str] | None:
 def build_config(args: argparse.Namespace) -> Config:
     """Config file (or defaults) + flags, validated; ConfigError names the key."""
     cfg = load_config(args.config)
+    o = flag_overrides(args)
+    cfg = apply_overrides(cfg, o)
+    return validate(cfg)
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The dotted config keys the command-line flags set (also re-applied over the file on SIGHUP)."""
     o: dict[str, Any] = {}
     for key, val in (
         ("listen.udp", _listeners(args.udp)),
@@ -61,13 +81,45 @@ def build_config(args: argparse.Namespace) -> Config:
         ("vmcore.dirs", args.vmcore_dir),
         ("vmcore.interval", args.vmcore_interval),
         ("stats_interval", args.stats_interval),
+        ("listen.netconsole", _listeners(getattr(args, "netconsole", None))),
+        ("listen.tls", _listeners(getattr(args, "tls", None))),
+        ("tls.cert", getattr(args, "tls_cert", None)),
+        ("tls.key", getattr(args, "tls_key", None)),
+        ("tls.client_ca", getattr(args, "tls_client_ca", None)),
+        ("listen.allow", getattr(args, "allow", None)),
+        ("metrics.listen", _metrics(getattr(args, "metrics", None))),
     ):
         if val is not None:
             o[key] = val
-    cfg = apply_overrides(cfg, o)
+    return o
+
+
+def _metrics(v: str | None) -> str | None:
+    if v is None:
+        return None
+    return "" if v.strip().lower() == "none" else v
+
+
+def validate(cfg: Config) -> Config:
+    """Checks msgspec cannot make: addresses, CIDRs, the hosts map, TLS files named when TLS listens."""
+    from sylog.server.allow import Access
+    from sylog.server.hostmap import parse_hosts
     from sylog.server.listeners import parse_address
 
-    for kind in ("udp", "tcp"):
+    try:
+        Access.from_listen_config(cfg.listen)
+        parse_hosts(cfg.hosts)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if cfg.listen.tls and any(s.strip().lower() != "none" for s in cfg.listen.tls):
+        if not cfg.tls.cert or not cfg.tls.key:
+            raise ConfigError("listen.tls: a TLS listener needs tls.cert and tls.key (--tls-cert, --tls-key)")
+    if cfg.metrics.listen:
+        try:
+            parse_address(cfg.metrics.listen)
+        except ValueError as e:
+            raise ConfigError(f"metrics.listen: {e}") from None
+    for kind in ("udp", "tcp", "netconsole", "tls"):
         specs = getattr(cfg.listen, kind)
         if any(s.strip().lower() == "none" for s in specs):
             specs = []
@@ -106,13 +158,15 @@ def run(args: argparse.Namespace) -> int:
         except ImportError:
             log.warning("uvloop is not installed; using the asyncio loop")
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(_serve(cfg))
+        return runner.run(_serve(cfg, args.config, flag_overrides(args)))
 
 
-async def _serve(cfg: Config) -> int:
+async def _serve(cfg: Config, config_path: str | None = None, overrides: dict[str, Any] | None = None) -> int:
     from sylog.server.app import BindError, Server
 
     srv = Server(cfg)
+    srv.config_path = config_path
+    srv.config_overrides = overrides or {}
     loop = asyncio.get_running_loop()
     # Before binding: whoever sees our port open may signal us at once, and must get a clean stop.
     for sig in (signal.SIGTERM, signal.SIGINT):

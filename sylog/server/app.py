@@ -16,13 +16,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from sylog.alerts import AlertDispatcher
 from sylog.config import Config
 from sylog.incidents.engine import IncidentEngine
+from sylog.server.allow import Access, DenyLog
 from sylog.server.counters import Counters
+from sylog.server.hostmap import HostMap
 from sylog.server.listeners import (
-    BindError, TcpConnection, TcpServerState, UdpListener, format_address, make_socket, set_rcvbuf,
-    udp_kernel_drops,
+    BindError, NetconsoleListener, TcpConnection, TcpServerState, UdpListener, format_address, make_socket,
+    set_rcvbuf, udp_kernel_drops,
 )
 from sylog.server.pipeline import Observer, Pipeline
 from sylog.timeline.writer import TimelineWriter
@@ -88,11 +92,30 @@ class Server:
         self.udp_transports: list[asyncio.DatagramTransport] = []
         self.tcp_addresses: list[tuple[Any, ...]] = []
         self.udp_addresses: list[tuple[Any, ...]] = []
+        self.tls_state: TcpServerState | None = None
+        self.tls_servers: list[asyncio.AbstractServer] = []
+        self.tls_addresses: list[tuple[Any, ...]] = []
+        self.netconsole_transports: list[asyncio.DatagramTransport] = []
+        self.netconsole_addresses: list[tuple[Any, ...]] = []
+        self.netconsole: NetconsoleListener | None = None
+        self.metrics_server: asyncio.AbstractServer | None = None
+        self.metrics_address: tuple[Any, ...] | None = None
+        self.metrics_collector: Any = None
+        self.engine: Any = None
+        self.vmcore_watcher: Any = None
+        self.peers: PeerRecorder | None = None
+        self.access = Access()
+        self.deny_log = DenyLog(log)
+        self.hostmap = HostMap({})
+        self.loop_lag_last = 0.0
+        self.config_path: str | None = None  # set by `sylog serve --config`: SIGHUP re-reads it
+        self.config_overrides: dict[str, Any] = {}  # the flags, applied again over a reloaded file
         self._listen_socks: list[socket.socket] = []
         self._udp_inodes: set[int] = set()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
+        self._shut_down = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -105,8 +128,31 @@ class Server:
         room = nofile - cfg.timeline.max_open_files - 128  # timeline files, listeners, observers' files
         if max_conns > room:  # beyond this accept() would fail with EMFILE; refuse (and count) instead
             max_conns = max(room, 16)
+        try:
+            self.access = Access.from_listen_config(cfg.listen)
+            self.hostmap = HostMap(cfg.hosts)
+        except ValueError as e:
+            raise BindError(f"configuration: {e}") from None
+        tls_ctx = None
+        if cfg.listen.tls:
+            from sylog.server.tls import TlsSetupError, make_server_context
+
+            if not cfg.tls.cert or not cfg.tls.key:
+                raise BindError("a TLS listener needs tls.cert and tls.key (--tls-cert, --tls-key)")
+            try:
+                tls_ctx = make_server_context(cfg.tls.cert, cfg.tls.key, cfg.tls.client_ca,
+                                              on_hello=self._tls_hello)
+            except TlsSetupError as e:
+                raise BindError(str(e)) from None
         socks: list[tuple[str, str, socket.socket]] = []
         try:
+            for spec in cfg.listen.netconsole:
+                socks.append(("netconsole", spec, make_socket("udp", spec, rcvbuf=lim.udp_rcvbuf,
+                                                              reuse_port=cfg.listen.reuse_port)))
+            for spec in cfg.listen.tls:
+                socks.append(("tls", spec, make_socket("tcp", spec, reuse_port=cfg.listen.reuse_port)))
+            if cfg.metrics.listen:
+                socks.append(("metrics", cfg.metrics.listen, make_socket("tcp", cfg.metrics.listen)))
             for spec in cfg.listen.udp:
                 socks.append(("udp", spec, make_socket("udp", spec, rcvbuf=lim.udp_rcvbuf,
                                                        reuse_port=cfg.listen.reuse_port)))
@@ -127,18 +173,69 @@ class Server:
         observers = build_observers(cfg, self.data_dir, self.counters)
         if self._extra_observers:
             observers.extend(self._extra_observers)
+        for ob in observers:
+            if isinstance(ob, IncidentEngine):
+                self.engine = ob
+            elif isinstance(ob, PeerRecorder):
+                self.peers = ob
+            elif isinstance(ob, VmcoreWatcher):
+                self.vmcore_watcher = ob
+        self.hostmap.peers = self.peers
         self.pipeline = Pipeline(self.writer, self.counters, observers, parse=self._parse)
         self.tcp_state = TcpServerState(self.pipeline, self.counters, max_message_size=lim.max_message_size,
                                         max_connections=max_conns, idle_timeout=lim.tcp_idle_timeout,
-                                        max_pending_lines=cfg.timeline.max_pending_lines)
+                                        max_pending_lines=cfg.timeline.max_pending_lines, kind="tcp",
+                                        access=self.access, deny_log=self.deny_log)
         self.writer.on_flushed.append(self.tcp_state.maybe_resume)
         st = self.tcp_state
+        if tls_ctx is not None:
+            from sylog.server.tls import PeerCheck
+
+            self.tls_state = TcpServerState(
+                self.pipeline, self.counters, max_message_size=lim.max_message_size, max_connections=max_conns,
+                idle_timeout=lim.tcp_idle_timeout, max_pending_lines=cfg.timeline.max_pending_lines, kind="tls",
+                access=self.access, deny_log=self.deny_log,
+                peer_check=PeerCheck(cfg.tls.permitted_peers) if cfg.tls.permitted_peers else None)
+            self.writer.on_flushed.append(self.tls_state.maybe_resume)
+        if cfg.listen.netconsole:
+            from sylog.kernel.netconsole import NetconsoleDecoder
+
+            self.netconsole = NetconsoleListener(self.pipeline, self.counters, NetconsoleDecoder(), self.hostmap,
+                                                 access=self.access, deny_log=self.deny_log)
         parts = []
         for kind, spec, s in socks:
-            if kind == "udp":
+            if kind == "netconsole":
+                ncl = self.netconsole
+                tr, _ = await loop.create_datagram_endpoint(lambda: ncl, sock=s)  # type: ignore[arg-type,return-value]
+                self.netconsole_transports.append(tr)
+                self._udp_inodes.add(os.fstat(s.fileno()).st_ino)
+                addr = s.getsockname()
+                self.netconsole_addresses.append(addr)
+                parts.append(f"netconsole={format_address(addr)}")
+            elif kind == "tls":
+                tst = self.tls_state
+                srv = await loop.create_server(lambda: TcpConnection(tst), sock=s, backlog=4096,  # type: ignore
+                                               ssl=tls_ctx, ssl_handshake_timeout=10.0)
+                self.tls_servers.append(srv)
+                addr = s.getsockname()
+                self.tls_addresses.append(addr)
+                parts.append(f"tls={format_address(addr)}"
+                             f"{' (mutual TLS)' if cfg.tls.client_ca else ''}")
+            elif kind == "metrics":
+                from sylog.server.metrics import MAX_REQUEST, MetricsHttp, make_registry
+
+                reg, self.metrics_collector = make_registry(self)
+                if self.engine is not None:
+                    self.engine.listeners.append(self.metrics_collector.on_incident)
+                http = MetricsHttp(reg, self._update_kernel_counters)
+                self.metrics_server = await asyncio.start_server(http.handle, sock=s, limit=MAX_REQUEST)
+                self.metrics_address = s.getsockname()
+                parts.append(f"metrics=http://{format_address(self.metrics_address)}/metrics")
+            elif kind == "udp":
                 granted = s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
                 tr, _ = await loop.create_datagram_endpoint(
-                    lambda: UdpListener(self.pipeline, self.counters, lim.max_message_size), sock=s)
+                    lambda: UdpListener(self.pipeline, self.counters, lim.max_message_size, self.access,
+                                        self.deny_log), sock=s)
                 self.udp_transports.append(tr)
                 self._udp_inodes.add(os.fstat(s.fileno()).st_ino)
                 addr = s.getsockname()
@@ -154,6 +251,8 @@ class Server:
         log.info("listening %s data_dir=%s loop=%s max_message_size=%d max_connections=%d%s pid=%d",
                  " ".join(parts) or "(no listeners)", self.data_dir, _loop_name(loop), lim.max_message_size,
                  max_conns, f" (RLIMIT_NOFILE {nofile})" if max_conns < lim.max_connections else "", os.getpid())
+        if any(a is not None for a in self.access.lists.values()):
+            log.info("allowlists: %s", self.access.describe())
         self._tasks = [
             asyncio.create_task(self.writer.run(), name="timeline-flush"),
             asyncio.create_task(self._ticker(), name="observer-tick"),
@@ -167,9 +266,64 @@ class Server:
         self._stop.set()
 
     def reopen(self) -> None:
-        """SIGHUP: timeline files are reopened on the next flush (after logrotate moved them)."""
+        """SIGHUP: timeline files are reopened on the next flush (after logrotate moved them), and the config file
+        (when there is one) is read again: see :meth:`reload`."""
         log.info("SIGHUP: reopening timeline files")
         self.writer.reopen()
+        if self.config_path is not None:
+            self.reload()
+
+    # Keys applied live by reload(); every other changed key is logged as needing a restart.
+    LIVE_KEYS = ("listen.allow", "listen.udp_allow", "listen.tcp_allow", "listen.tls_allow",
+                 "listen.netconsole_allow", "hosts", "incidents.quiet", "stats_interval")
+
+    def reload(self, new: Config | None = None) -> bool:
+        """Apply a new configuration where that can be done live; a bad file keeps the old one (logged).
+
+        ``new`` given (tests): used as is; else the file is read again and the command-line flags re-applied.
+        Returns True when the new configuration was taken."""
+        from sylog.config import ConfigError, apply_overrides, load_config
+
+        try:
+            if new is None:
+                from sylog.commands.serve import validate
+
+                new = validate(apply_overrides(load_config(self.config_path), self.config_overrides))
+            access = Access.from_listen_config(new.listen)
+            HostMap(new.hosts)  # validates
+        except (ConfigError, ValueError) as e:
+            self.counters.reload_errors += 1
+            log.error("reload refused, keeping the running configuration: %s", e)
+            return False
+        old = self.cfg
+        changed = _changed_keys(old, new)
+        live = [k for k in changed if k in self.LIVE_KEYS]
+        restart = [k for k in changed if k not in self.LIVE_KEYS]
+        self.access.lists = access.lists  # the listeners hold this object: swap its contents
+        self.hostmap.replace_hosts(new.hosts)
+        if self.engine is not None:
+            self.engine.corr.quiet = new.incidents.quiet
+        stats_was = old.stats_interval
+        # keep the running values of restart-only keys, so the running state stays what the log says
+        merged = msgspec.structs.replace(old, stats_interval=new.stats_interval, hosts=new.hosts,
+                                         listen=msgspec.structs.replace(
+                                             old.listen, **{k.split(".")[1]: getattr(new.listen, k.split(".")[1])
+                                                            for k in self.LIVE_KEYS if k.startswith("listen.")}),
+                                         incidents=msgspec.structs.replace(old.incidents,
+                                                                           quiet=new.incidents.quiet))
+        self.cfg = merged
+        if new.stats_interval > 0 and (stats_was <= 0 or not any(t.get_name() == "stats" for t in self._tasks)):
+            self._tasks.append(asyncio.create_task(self._stats(), name="stats"))
+        self.counters.reloads += 1
+        log.info("reloaded configuration: applied %s; %s", ", ".join(live) or "nothing changed live",
+                 f"changed but needing a restart (still running the old value): {', '.join(restart)}"
+                 if restart else "nothing needs a restart")
+        if any(a is not None for a in self.access.lists.values()):
+            log.info("allowlists: %s", self.access.describe())
+        return True
+
+    def _tls_hello(self) -> None:
+        self.counters.tls_handshakes += 1
 
     async def run(self) -> None:
         """Serve until :meth:`request_stop`, then shut down cleanly."""
@@ -179,6 +333,9 @@ class Server:
         await self.shutdown()
 
     async def shutdown(self) -> None:
+        if self._shut_down:  # idempotent: a test (or a second signal) may ask twice
+            return
+        self._shut_down = True
         loop = asyncio.get_running_loop()
         # Stop accepting without losing the accept queue: the kernel has already acknowledged those clients'
         # bytes, so take every queued connection first, then close the listeners (no await in between).
@@ -192,8 +349,10 @@ class Server:
                 except OSError:
                     break
                 adopted.append(conn)
-        for srv in self.tcp_servers:
+        for srv in self.tcp_servers + self.tls_servers:
             srv.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         st = self.tcp_state
         for conn in adopted:
             conn.setblocking(False)
@@ -206,16 +365,20 @@ class Server:
         deadline = time.monotonic() + SHUTDOWN_DRAIN
         last = -1
         while time.monotonic() < deadline:
-            now_seen = c.bytes_read + c.udp_datagrams + c.conn_accepted
+            now_seen = c.bytes_read + c.udp_datagrams + c.conn_accepted + c.netconsole_datagrams
             if now_seen == last:
                 break
             last = now_seen
             await asyncio.sleep(0.1)
         self._update_kernel_counters()
-        for tr in self.udp_transports:
+        for tr in self.udp_transports + self.netconsole_transports:
             tr.close()
+        if self.netconsole is not None:
+            self.netconsole.flush()  # unterminated lines, incomplete fragment sets: what arrived is stored
         if self.tcp_state is not None:
             self.tcp_state.close_all()
+        if self.tls_state is not None:
+            self.tls_state.close_all()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -224,7 +387,7 @@ class Server:
             self.pipeline.tick(time.time())
             await self.pipeline.aclose()
         await self.writer.aclose()
-        for srv in self.tcp_servers:
+        for srv in self.tcp_servers + self.tls_servers + ([self.metrics_server] if self.metrics_server else []):
             try:
                 await asyncio.wait_for(srv.wait_closed(), 1.0)
             except (TimeoutError, Exception):
@@ -241,6 +404,9 @@ class Server:
             lag_ms = int((time.monotonic() - t0 - TICK_INTERVAL) * 1000)
             if lag_ms > c.loop_lag_max_ms:  # how late timers run: the event loop's health under load
                 c.loop_lag_max_ms = lag_ms
+            self.loop_lag_last = max(lag_ms, 0) / 1000.0
+            if self.netconsole is not None:
+                self.netconsole.tick(time.monotonic())
             self.pipeline.tick(time.time())
 
     async def _sweeper(self) -> None:
@@ -253,11 +419,15 @@ class Server:
         while True:
             await asyncio.sleep(interval)
             st.sweep_idle(time.monotonic())
+            if self.tls_state is not None:
+                self.tls_state.sweep_idle(time.monotonic())
 
     async def _stats(self) -> None:
         prev = self.counters.received
         t0 = time.monotonic()
         while True:
+            if self.cfg.stats_interval <= 0:  # switched off by a reload
+                return
             await asyncio.sleep(self.cfg.stats_interval)
             self._update_kernel_counters()
             now, cur = time.monotonic(), self.counters.received
@@ -281,6 +451,19 @@ class Server:
         probe = self.data_dir / "timelines" / f".sylog-probe-{os.getpid()}"
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         os.unlink(probe)
+
+
+def _changed_keys(old: Config, new: Config) -> list[str]:
+    """Dotted keys whose values differ (sections compared key by key; lists and maps as wholes)."""
+    a, b = msgspec.to_builtins(old), msgspec.to_builtins(new)
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict) and k != "hosts":
+            out += [f"{k}.{kk}" for kk in sorted(set(va) | set(vb)) if va.get(kk) != vb.get(kk)]
+        elif va != vb:
+            out.append(k)
+    return out
 
 
 def _loop_name(loop: asyncio.AbstractEventLoop) -> str:

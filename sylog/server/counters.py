@@ -28,6 +28,15 @@ class Counters:
         "tcp_pauses",        # times TCP reading paused because the timeline writer fell behind
         "turn_yields",       # busy connections that yielded the rest of a loop turn (fairness budget)
         "observer_errors", "internal_errors",
+        "tcp_messages", "tls_messages", "udp_messages",  # messages by listener kind (netconsole: below)
+        "denied_datagrams",  # UDP/netconsole datagrams from senders outside the allowlist (dropped)
+        "denied_connections",  # TCP/TLS connections from senders outside the allowlist (closed at once)
+        "tls_handshakes",    # TLS handshakes begun (ClientHello seen)
+        "tls_sessions",      # TLS handshakes completed and accepted (handshakes - sessions: failed/refused)
+        "tls_peer_rejected",  # completed handshakes whose client name is not in tls.permitted_peers (closed)
+        "netconsole_datagrams", "netconsole_messages", "netconsole_fragments", "netconsole_reassembled",
+        "netconsole_incomplete",  # fragment sets that timed out or were evicted (emitted with what arrived)
+        "reloads", "reload_errors",  # SIGHUP configuration reloads done / refused (bad file: old config kept)
         "loop_lag_max_ms",   # worst lateness of the 100 ms observer tick (a gauge: event-loop starvation)
     )
     __slots__ = FIELDS

@@ -147,7 +147,12 @@ class TcpServerState:
     """What every TCP connection shares: pipeline, counters, limits, the open-connection set, the read buffer."""
 
     def __init__(self, pipeline: Any, counters: Any, *, max_message_size: int, max_connections: int,
-                 idle_timeout: float, max_pending_lines: int = 200_000) -> None:
+                 idle_timeout: float, max_pending_lines: int = 200_000, kind: str = "tcp", access: Any = None,
+                 deny_log: Any = None, peer_check: Any = None) -> None:
+        self.kind = kind  # "tcp" or "tls": which allowlist applies, which counter counts the messages
+        self.access = access  # sylog.server.allow.Access (swapped on reload) or None: everyone
+        self.deny_log = deny_log
+        self.peer_check = peer_check  # TLS: callable(transport) -> None when the client may stay, else the reason
         self.pipeline = pipeline
         self.writer = pipeline.writer
         self.max_pending_lines = max_pending_lines
@@ -234,8 +239,29 @@ class TcpConnection(asyncio.BufferedProtocol):
             self._done = True
             transport.abort()
             return
+        self.peer = peer = _peer_ip(transport.get_extra_info("peername"))
+        acc = st.access
+        if acc is not None:
+            allow = acc.lists[st.kind]
+            if allow is not None and not allow.allowed(peer):
+                c.denied_connections += 1
+                if st.deny_log is not None:
+                    st.deny_log.denied(st.kind, peer)
+                self._done = True
+                transport.abort()
+                return
+        if st.peer_check is not None:
+            why = st.peer_check(transport)
+            if why is not None:
+                c.tls_peer_rejected += 1
+                if st.deny_log is not None:
+                    st.deny_log.denied("tls", f"{peer} ({why})")
+                self._done = True
+                transport.abort()
+                return
+        if st.kind == "tls":
+            c.tls_sessions += 1
         self.transport = transport  # type: ignore[assignment]
-        self.peer = _peer_ip(transport.get_extra_info("peername"))
         self.deframer = TcpDeframer(st.max_message_size)
         st.conns.add(self)
         c.conn_accepted += 1
@@ -258,6 +284,10 @@ class TcpConnection(asyncio.BufferedProtocol):
         if d.truncated != trunc:  # counted when the cut is decided, maybe before the frame is complete
             self.st.counters.truncated += d.truncated - trunc
         if frames:
+            if self.st.kind == "tcp":
+                self.st.counters.tcp_messages += len(frames)
+            else:
+                self.st.counters.tls_messages += len(frames)
             self.st.pipeline.process(frames, self.peer, time.time())
             if self.st.writer.pending_lines >= self.st.max_pending_lines:
                 self.st.pause_all()
@@ -307,6 +337,10 @@ class TcpConnection(asyncio.BufferedProtocol):
             frames = d.eof()
             if frames:
                 st.counters.truncated += d.truncated - trunc
+                if st.kind == "tcp":
+                    st.counters.tcp_messages += len(frames)
+                else:
+                    st.counters.tls_messages += len(frames)
                 st.pipeline.process(frames, self.peer, time.time())
             st.counters.framing_fallbacks += d.fallbacks
         if self in st.conns:
@@ -324,10 +358,13 @@ class TcpConnection(asyncio.BufferedProtocol):
 class UdpListener(asyncio.DatagramProtocol):
     """One datagram is one message."""
 
-    def __init__(self, pipeline: Any, counters: Any, max_message_size: int) -> None:
+    def __init__(self, pipeline: Any, counters: Any, max_message_size: int, access: Any = None,
+                 deny_log: Any = None) -> None:
         self.pipeline = pipeline
         self.counters = counters
         self.max_message_size = max_message_size
+        self.access = access
+        self.deny_log = deny_log
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -336,6 +373,15 @@ class UdpListener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         c = self.counters
         c.udp_datagrams += 1
+        acc = self.access
+        if acc is not None:
+            allow = acc.lists["udp"]
+            if allow is not None and not allow.allowed(addr[0] if addr else "unknown"):
+                c.denied_datagrams += 1
+                if self.deny_log is not None:
+                    self.deny_log.denied("udp", addr[0] if addr else "unknown")
+                return
+        c.udp_messages += 1
         frame = udp_frame(data, self.max_message_size)
         if frame is None:
             c.udp_empty += 1
@@ -343,6 +389,77 @@ class UdpListener(asyncio.DatagramProtocol):
         if type(frame) is Truncated:
             c.truncated += 1
         self.pipeline.process([frame], addr[0] if addr else "unknown", time.time())
+
+    def error_received(self, exc: Exception) -> None:
+        self.counters.udp_errors += 1
+
+
+class NetconsoleListener(asyncio.DatagramProtocol):
+    """Kernel netconsole datagrams -> sans-IO decoder -> Messages named by the host map -> pipeline."""
+
+    def __init__(self, pipeline: Any, counters: Any, decoder: Any, hostmap: Any, access: Any = None,
+                 deny_log: Any = None) -> None:
+        self.pipeline = pipeline
+        self.counters = counters
+        self.decoder = decoder
+        self.hostmap = hostmap
+        self.access = access
+        self.deny_log = deny_log
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        c = self.counters
+        c.netconsole_datagrams += 1
+        peer = addr[0] if addr else "unknown"
+        acc = self.access
+        if acc is not None:
+            allow = acc.lists["netconsole"]
+            if allow is not None and not allow.allowed(peer):
+                c.denied_datagrams += 1
+                if self.deny_log is not None:
+                    self.deny_log.denied("netconsole", peer)
+                return
+        c.bytes += len(data)
+        try:
+            recs = self.decoder.feed(data, peer, time.monotonic())
+        except Exception as e:  # a decoder bug costs this datagram, never the server
+            c.internal_errors += 1
+            log.error("netconsole datagram from %s dropped: %s: %s", peer, type(e).__name__, e)
+            return
+        if recs:
+            self.deliver(recs)
+
+    def deliver(self, recs: list[Any]) -> None:
+        from sylog.kernel.netconsole import to_message
+
+        name = self.hostmap.name
+        items = [(name(r.source), to_message(r, "")) for r in recs]
+        for host, m in items:
+            m.hostname = host
+        self.counters.netconsole_messages += len(items)
+        self.pipeline.process_messages(items, time.time())
+
+    def tick(self, now_mono: float) -> None:
+        """Deliver what waited too long (incomplete fragment sets, unterminated lines); copy decoder figures."""
+        d = self.decoder
+        if d.waiting:
+            recs = d.expire(now_mono)
+            if recs:
+                self.deliver(recs)
+        dc = d.counters
+        c = self.counters
+        c.netconsole_fragments = dc["fragments"]
+        c.netconsole_reassembled = dc["reassembled"]
+        c.netconsole_incomplete = dc["frag_expired"] + dc["frag_evicted"]
+
+    def flush(self) -> None:
+        recs = self.decoder.flush()
+        if recs:
+            self.deliver(recs)
+        self.tick(time.monotonic())
 
     def error_received(self, exc: Exception) -> None:
         self.counters.udp_errors += 1

@@ -124,6 +124,35 @@ class Pipeline:
         c.rfc3164 += n3164
         c.raw += n - n5424 - n3164 - nerr
 
+    def process_messages(self, items: list[tuple[str, Message]], now: float) -> None:
+        """Messages built by a listener itself (netconsole: no syslog to parse), each with its host already
+        decided: timeline line + observers, exactly as for parsed frames. Never raises."""
+        if not items:
+            return
+        stamp, day = self._tc.stamp(now)
+        queue = self.writer.queue(day)
+        nerr = 0
+        for host, msg in items:
+            try:
+                line = format_with_stamp(stamp, host, msg)
+            except Exception as e:
+                self._internal_error(e, msg.msg.encode("utf-8", "surrogateescape"))
+                nerr += 1
+                continue
+            lines = queue.get(host)
+            if lines is None:
+                queue[host] = [line]
+            else:
+                lines.append(line)
+            for ob in self.observers:
+                try:
+                    ob.feed(host, now, msg, line)
+                except Exception as e:
+                    self._observer_error(ob, e)
+        n = len(items)
+        self.writer.added(n - nerr)
+        self.counters.received += n
+
     def tick(self, now: float) -> None:
         for ob in self.all_observers:
             try:
