@@ -26,7 +26,7 @@ import time
 
 from sylog.syslog.message import FORMAT_RAW, FORMAT_RFC5424, Message
 from sylog.syslog.rfc3164 import NotSyslog, parse_3164
-from sylog.syslog.rfc5424 import BOM, Rfc5424Error, fast_timestamp, parse_5424
+from sylog.syslog.rfc5424 import _TS_SEEN, BOM, Rfc5424Error, fast_timestamp, parse_5424
 
 __all__ = ["ParseError", "parse"]
 
@@ -38,6 +38,8 @@ class ParseError(ValueError):
 _RAW_MISSING = ("pri", "timestamp", "hostname")
 # b"0".."191" -> int: one dict lookup validates digits, range and "no leading zeros" at once.
 _PRI = {str(i).encode(): i for i in range(192)}
+# b"<0>1".."<191>1" -> PRI: the first word of an RFC 5424 VERSION 1 frame, validated by one lookup.
+_PRI_V1 = {b"<%d>1" % i: i for i in range(192)}
 
 
 def _raw(raw: bytes) -> Message:
@@ -59,34 +61,38 @@ def parse(raw: bytes, *, strict: bool = False, now: float | None = None) -> Mess
     if raw[:1] == b"<":
         if not strict:
             # Lenient fast path for what nearly every RFC 5424 sender emits (``<PRI>1 TS HOST APP PROCID MSGID -
-            # MSG``): one split of the whole frame, no per-field Python work beyond the checks below. Anything else
-            # (SD present, an empty field, a stamp that is not a cached-valid one) takes the general road, which
-            # gives the same Message for these frames (tests/test_parse_fast.py compares them).
-            gt = raw.find(b">", 1, 5)
-            if gt > 1 and raw[gt + 1:gt + 3] == b"1 ":
-                pri = _PRI.get(raw[1:gt])
-                f = raw.split(b" ", 7)
-                if pri is not None and len(f) >= 7:
-                    ts = f[1]
-                    host = f[2]
-                    app = f[3]
-                    procid = f[4]
-                    msgid = f[5]
-                    if f[6] == b"-" and host and app and procid and msgid:
-                        ts_s = None if ts == b"-" else fast_timestamp(ts)
-                        if ts_s is not False:
-                            msg_b = f[7] if len(f) == 8 else b""
-                            if msg_b[:3] == BOM:
-                                msg_b = msg_b[3:]
-                            return Message(
-                                format=FORMAT_RFC5424, pri=pri, facility=pri >> 3, severity=pri & 7, version=1,
-                                timestamp=ts_s,
-                                hostname=None if host == b"-" else host.decode("utf-8", "surrogateescape"),
-                                app_name=None if app == b"-" else app.decode("utf-8", "surrogateescape"),
-                                procid=None if procid == b"-" else procid.decode("utf-8", "surrogateescape"),
-                                msgid=None if msgid == b"-" else msgid.decode("utf-8", "surrogateescape"),
-                                msg=msg_b.decode("utf-8", "surrogateescape"), missing=[],
-                            )
+            # MSG``): one split of the whole frame and one dict lookup for ``<PRI>1``, no per-field Python work
+            # beyond the checks below. Anything else (SD present, an empty field, a stamp not seen valid before
+            # and not valid now) takes the general road, which gives the same Message for these frames
+            # (tests/test_parse_fast.py compares them).
+            f = raw.split(b" ", 7)
+            pri = _PRI_V1.get(f[0])
+            if pri is not None and len(f) >= 7 and f[6] == b"-":
+                ts = f[1]
+                host = f[2]
+                app = f[3]
+                procid = f[4]
+                msgid = f[5]
+                if host and app and procid and msgid:
+                    if ts == b"-":
+                        ts_s = None
+                    else:
+                        ts_s = _TS_SEEN.get(ts)
+                        if ts_s is None:
+                            ts_s = fast_timestamp(ts)
+                    if ts_s is not False:
+                        msg_b = f[7] if len(f) == 8 else b""
+                        if msg_b[:3] == BOM:
+                            msg_b = msg_b[3:]
+                        return Message(
+                            format=FORMAT_RFC5424, pri=pri, facility=pri >> 3, severity=pri & 7, version=1,
+                            timestamp=ts_s,
+                            hostname=None if host == b"-" else host.decode("utf-8", "surrogateescape"),
+                            app_name=None if app == b"-" else app.decode("utf-8", "surrogateescape"),
+                            procid=None if procid == b"-" else procid.decode("utf-8", "surrogateescape"),
+                            msgid=None if msgid == b"-" else msgid.decode("utf-8", "surrogateescape"),
+                            msg=msg_b.decode("utf-8", "surrogateescape"), missing=[],
+                        )
         gt = raw.find(b">", 1, 5)
         pri = _PRI.get(raw[1:gt]) if gt > 1 else None
         if pri is None:
