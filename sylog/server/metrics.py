@@ -108,7 +108,7 @@ class SylogCollector:
         for kind, v in sorted(opened.items()):
             m.add_metric([kind], v)
         yield m
-        yield counter("sylog_incidents_opened_total_engine", "incidents opened (engine count)",
+        yield counter("sylog_incident_engine_opened", "incidents opened (the engine's own count, all kinds)",
                       est.get("incidents_opened", 0))
         yield counter("sylog_incident_write_errors", "incident file write errors", est.get("write_errors", 0))
         vm = getattr(s, "vmcore_watcher", None)
