@@ -199,7 +199,9 @@ class Server:
             self.writer.on_flushed.append(self.tls_state.maybe_resume)
         if cfg.listen.netconsole:
             from sylog.kernel.netconsole import NetconsoleDecoder
+            from sylog.server.dedup import KernelDedup
 
+            self.pipeline.dedup = KernelDedup()
             self.netconsole = NetconsoleListener(self.pipeline, self.counters, NetconsoleDecoder(), self.hostmap,
                                                  access=self.access, deny_log=self.deny_log)
         parts = []

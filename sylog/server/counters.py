@@ -36,6 +36,8 @@ class Counters:
         "tls_peer_rejected",  # completed handshakes whose client name is not in tls.permitted_peers (closed)
         "netconsole_datagrams", "netconsole_messages", "netconsole_fragments", "netconsole_reassembled",
         "netconsole_incomplete",  # fragment sets that timed out or were evicted (emitted with what arrived)
+        "kernel_dups",       # kernel lines that came by both netconsole and syslog: stored twice, fed to the
+        #                      incident engine once (sylog.server.dedup)
         "reloads", "reload_errors",  # SIGHUP configuration reloads done / refused (bad file: old config kept)
         "loop_lag_max_ms",   # worst lateness of the 100 ms observer tick (a gauge: event-loop starvation)
     )

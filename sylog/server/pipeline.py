@@ -65,6 +65,7 @@ class Pipeline:
         for ob in observers:
             self.add_observer(ob)
         self.parse = parse or default_parse()
+        self.dedup: Any = None  # sylog.server.dedup.KernelDedup when netconsole listens (kernel lines only)
         self._tc = TimeCache()
         self._last_error: str | None = None
 
@@ -83,6 +84,7 @@ class Pipeline:
         parse = self.parse
         queue = self.writer.queue(day)  # host -> lines of this day; valid for this whole (synchronous) batch
         observers = self.observers
+        dedup = self.dedup
         n5424 = n3164 = nerr = 0
         host = None
         for raw in frames:
@@ -105,6 +107,10 @@ class Pipeline:
             elif f == "rfc3164":
                 n3164 += 1
             if observers:
+                if dedup is not None and (msg.facility == 0 or msg.app_name == "kernel") and \
+                        dedup.duplicate(host, msg.msg, "syslog", now):
+                    c.kernel_dups += 1  # netconsole brought this line already: stored, not fed twice
+                    continue
                 for ob in observers:
                     try:
                         ob.feed(host, now, msg, line)
@@ -144,6 +150,9 @@ class Pipeline:
                 queue[host] = [line]
             else:
                 lines.append(line)
+            if self.dedup is not None and self.dedup.duplicate(host, msg.msg, "netconsole", now):
+                self.counters.kernel_dups += 1  # syslog brought this line already
+                continue
             for ob in self.observers:
                 try:
                     ob.feed(host, now, msg, line)
