@@ -51,3 +51,45 @@ def test_fast_path_equals_general_reader_random():
         parts = [rng.choice(atoms) for _ in range(rng.randint(1, 9))]
         raw = b"<%d>1 " % rng.randint(0, 191) + b" ".join(parts)
         assert parse(raw) == _general(raw), raw
+
+
+def _general_road(raw: bytes, now: float):
+    """parse()'s lenient road without the fast paths (what it did before them)."""
+    from sylog.syslog.parse import _PRI, _looks_5424
+    from sylog.syslog.rfc3164 import parse_3164
+    from sylog.syslog.rfc5424 import Rfc5424Error, parse_5424
+    gt = raw.find(b">", 1, 5)
+    pri = _PRI.get(raw[1:gt]) if gt > 1 else None
+    assert pri is not None
+    p = gt + 1
+    c = raw[p:p + 1]
+    if c.isdigit() and (raw[p + 1:p + 2] == b" " or _looks_5424(raw, p)):
+        try:
+            return parse_5424(raw, gt, pri, False)
+        except Rfc5424Error:
+            pass
+    return parse_3164(raw, p, pri, False, now)
+
+
+SHORTCUT_CASES = [
+    b"<30>Nov 25 10:00:01 node-1 sshd[42]: Accepted publickey",
+    b"<30>Nov  5 10:00:01 node-1 sshd[42]: day space-padded",
+    b"<30>Nov 25 2026 10:00:01 node-1 cisco: year inside",
+    b"<30>Nov 25 10:00:01 2026 node-1 linksys: year after",
+    b"<30>Nov 25 10:00:01.123 node-1 frac: x",
+    b"<30>Nov 99 10:00:01 node-1 bad day",
+    b"<30>Nov",
+    b"<30>Nov 25",
+    b"<191>Dec 31 23:59:59 h kernel: [ 1.0] x",
+    b"<13>1 2026-11-25T10:00:00Z h app 1 m [a@1 x=\"y\"] SD then text",
+    b"<13>1 2026-11-25T10:00:00Z h app 1 m [a@1 x=\"y\"][b@2 z=\"w\"]",
+    b"<13>1 2026-11-25T10:00:00Z h app 1 m [broken",
+    b"<13>1 short",
+    b"<13>1",
+]
+
+
+@pytest.mark.parametrize("raw", SHORTCUT_CASES)
+def test_shortcuts_equal_general_road(raw):
+    now = 1_764_064_800.0
+    assert parse(raw, now=now) == _general_road(raw, now)

@@ -40,6 +40,9 @@ _RAW_MISSING = ("pri", "timestamp", "hostname")
 _PRI = {str(i).encode(): i for i in range(192)}
 # b"<0>1".."<191>1" -> PRI: the first word of an RFC 5424 VERSION 1 frame, validated by one lookup.
 _PRI_V1 = {b"<%d>1" % i: i for i in range(192)}
+# b"<PRI>Mmm" (month as usually spelt) -> PRI: the first word of a traditional frame with a BSD stamp.
+_PRI_BSD = {b"<%d>%s" % (i, m): i for i in range(192)
+            for m in (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")}
 
 
 def _raw(raw: bytes) -> Message:
@@ -67,7 +70,17 @@ def parse(raw: bytes, *, strict: bool = False, now: float | None = None) -> Mess
             # (tests/test_parse_fast.py compares them).
             f = raw.split(b" ", 7)
             pri = _PRI_V1.get(f[0])
-            if pri is not None and len(f) >= 7 and f[6] == b"-":
+            if pri is None:
+                pri = _PRI_BSD.get(f[0])
+                if pri is not None:  # "<PRI>Nov": RFC 3164 with a BSD stamp, what the general road would decide
+                    return parse_3164(raw, len(f[0]) - 3, pri, False, time.time() if now is None else now)
+            elif len(f) < 7 or f[6] != b"-":
+                # <PRI>1 but SD present or a short/odd header: straight to the RFC 5424 reader
+                try:
+                    return parse_5424(raw, len(f[0]) - 2, pri, False)
+                except Rfc5424Error:
+                    pass  # (not expected for VERSION 1 in lenient mode) the general road decides below
+            else:
                 ts = f[1]
                 host = f[2]
                 app = f[3]
