@@ -90,66 +90,8 @@ def _make_tag(key: tuple[str, str | None]) -> str:
     return tag
 
 
-# Control bytes (escaped in the text); in UTF-8 (surrogateescape too) these bytes only ever stand for themselves.
-_CTRL_B = bytes(range(32)) + b"\x7f"
-# " host fac.sev tag " as bytes, per (host, facility, severity, app, procid): a host's lines repeat these.
-_mids: dict[tuple, bytes] = {}
-_MIDS_MAX = 50_000
-# The batch's stamp and its bytes (the server passes one stamp object per batch); one tuple, swapped atomically.
-_last_stamp: tuple[str, bytes] = ("", b"")
-
-
 def format_with_stamp(stamp: str, host: str, msg: Message) -> bytes:
-    """The line for ``msg`` with a precomputed time stamp (the server stamps a whole read batch once).
-
-    Fast path: cached middle bytes, the text encoded once and checked for control bytes with one
-    ``bytes.translate``; raw messages, text with control characters or unencodable surrogates take
-    :func:`_format_slow`, which defines the output."""
-    if msg.format != FORMAT_RAW:
-        key = (host, msg.facility, msg.severity, msg.app_name, msg.procid)
-        mid = _mids.get(key)
-        if mid is None:
-            mid = _make_mid(key, msg)
-        if mid:
-            global _last_stamp
-            try:
-                tb = msg.msg.encode("utf-8", "surrogateescape")
-                last = _last_stamp
-                if stamp is not last[0]:
-                    last = _last_stamp = (stamp, stamp.encode("utf-8", "surrogateescape"))
-            except UnicodeEncodeError:
-                return _format_slow(stamp, host, msg)
-            if len(tb.translate(None, _CTRL_B)) == len(tb):
-                return b"".join((last[1], mid, tb, b"\n"))
-    return _format_slow(stamp, host, msg)
-
-
-def _make_mid(key: tuple, msg: Message) -> bytes:
-    """b" host fac.sev tag " (cached), built exactly as :func:`_format_slow` builds it; b"" when it cannot be
-    encoded (a surrogate not from undecodable bytes: the slow path's backslashreplace handles that line)."""
-    host, fac, sev, app, procid = key
-    if fac is not None and sev is not None and 0 <= fac < 32 and 0 <= sev < 8:
-        fs = _FS[(fac << 3) | sev]
-    else:
-        fs = f"{msg.facility_name()}.{msg.severity_name()}"
-    if app:
-        tag = _tags.get((app, procid))
-        if tag is None:
-            tag = _make_tag((app, procid))
-    else:
-        tag = "-"
-    try:
-        mid = f" {host} {fs} {tag} ".encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        mid = b""
-    if len(_mids) >= _MIDS_MAX:
-        _mids.clear()
-    _mids[key] = mid
-    return mid
-
-
-def _format_slow(stamp: str, host: str, msg: Message) -> bytes:
-    """The reference formatting of one line (every case)."""
+    """The line for ``msg`` with a precomputed time stamp (the server stamps a whole read batch once)."""
     fac = msg.facility
     sev = msg.severity
     if msg.format == FORMAT_RAW:
