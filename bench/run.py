@@ -132,8 +132,9 @@ def bench_tcp(a: argparse.Namespace, write: bool = True) -> dict:
             f"{h} hosts: main {m['main_thread_cpu']:.1f}s, other threads {m['other_threads_cpu']:.1f}s"
             for h, m in sy))
     if write:
-        results.update("tcp", "\n".join(body))
-        results.save_raw("tcp", [r.row() for r in rows])
+        name = "tcp" if sorted(a.hosts) == [10, 1000, 10000] else "tcp-" + "-".join(map(str, a.hosts))
+        results.update(name, "\n".join(body))
+        results.save_raw(name, [r.row() for r in rows])
     print("\n".join(body))
     return summary
 
