@@ -388,7 +388,7 @@ def test_property_hosts_never_mix_and_every_incident_closes(events):
 
 def test_raw_blocks_waiting_for_the_worker_are_bounded():
     from sylog.incidents.correlator import MAX_PENDING_BLOCKS
-    c, sink, feed, _ = make(inline_pack=False)
+    c, sink, feed, _ = make(inline_pack=False, raw_budget=0)  # deflate everything: the path under test
     for i in range(MAX_PENDING_BLOCKS * 20):
         feed(f"h{i % 500}", f"line {i}", kernel=False)
     assert len(c.pending_blocks) <= MAX_PENDING_BLOCKS
