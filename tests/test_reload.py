@@ -138,3 +138,12 @@ def test_sighup_to_sylog_serve(tmp_path: Path, sylog_server_factory: Any) -> Non
         s.sendto(f"6,2,2,-;{tag} two\n".encode(), ("127.0.0.1", nport))
     lines = wait_for(lambda: read_timeline(srv.data_dir, "nc-two"), 10, what="nc-two line", diagnose=srv.output)
     assert f"{tag} two" in str(lines[0])
+
+
+def test_example_config_passes_serve_validation() -> None:
+    """config/sylog.toml passes what `sylog serve` checks beyond check-config (CIDRs, [hosts], TLS key pairs)."""
+    from sylog.commands.serve import validate
+
+    cfg = validate(load_config(Path(__file__).parent.parent / "config" / "sylog.toml"))
+    assert cfg.listen.netconsole == ["0.0.0.0:6666"] and cfg.hosts["192.0.2.21"] == "web-01"
+    assert cfg.metrics.listen == "127.0.0.1:9514"

@@ -15,9 +15,11 @@ log = logging.getLogger("sylog.server")
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("serve", help="receive syslog over UDP/TCP into per-host timelines",
-                       description="Receive syslog (UDP, TCP with RFC 6587 framing) into DATA/timelines/<host>/. "
-                                   "Flags override values from --config.")
+    p = sub.add_parser("serve", help="receive syslog over UDP/TCP/TLS and kernel netconsole into per-host timelines",
+                       description="Receive syslog (UDP, TCP with RFC 6587 framing, TLS per RFC 5425) and kernel "
+                                   "netconsole into DATA/timelines/<host>/. Flags override values from --config; "
+                                   "SIGHUP re-reads --config (allowlists, [hosts], incidents.quiet, "
+                                   "stats_interval apply live) and reopens the timeline files.")
     p.add_argument("--udp", action="append", metavar="ADDR:PORT",
                    help="UDP listener (repeatable; 'none' disables; IPv6 as [::]:514). Default 0.0.0.0:514")
     p.add_argument("--tcp", action="append", metavar="ADDR:PORT",
@@ -114,6 +116,9 @@ def validate(cfg: Config) -> Config:
     if cfg.listen.tls and any(s.strip().lower() != "none" for s in cfg.listen.tls):
         if not cfg.tls.cert or not cfg.tls.key:
             raise ConfigError("listen.tls: a TLS listener needs tls.cert and tls.key (--tls-cert, --tls-key)")
+    if cfg.tls.permitted_peers and not cfg.tls.client_ca:
+        raise ConfigError("tls.permitted_peers: names are checked on client certificates, which only mutual TLS "
+                          "asks for: set tls.client_ca (--tls-client-ca) too")
     if cfg.metrics.listen:
         try:
             parse_address(cfg.metrics.listen)
