@@ -72,8 +72,11 @@ def decode(data: bytes) -> Incident:
 
 
 def rfc3339(t: float) -> str:
-    """Epoch seconds -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Epoch seconds -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, truncated to the microsecond exactly as the timeline's
+    receive stamps are (``sylog.timeline.format.TimeCache``), so an incident's times equal its lines' times."""
+    sec = int(t)
+    us = min(int((t - sec) * 1_000_000), 999_999)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{us:06d}Z"
 
 
 def parse_rfc3339(s: str) -> float | None:
