@@ -44,12 +44,10 @@ class Problem:
 
 
 def parse_listen_address(spec: str) -> tuple[str, int]:
-    """``ADDR:PORT`` / ``[V6]:PORT`` / ``:PORT`` / ``PORT`` -> (host, port): the server's own parser when there is
-    one (so check-config and serve agree), plus a check that the host is an IP address or a plausible name."""
-    try:
-        from sylog.server.listeners import parse_address
-    except ImportError:  # pragma: no cover - the server package is always there in a full install
-        parse_address = _parse_address_fallback
+    """``ADDR:PORT`` / ``[V6]:PORT`` / ``:PORT`` / ``PORT`` -> (host, port): the server's own parser (so
+    check-config and serve agree), plus a check that the host is an IP address or a plausible name."""
+    from sylog.server.listeners import parse_address  # lazy: keeps `sylog check-config` start-up light
+
     host, port = parse_address(spec)
     try:
         ipaddress.ip_address(host)
@@ -57,23 +55,6 @@ def parse_listen_address(spec: str) -> tuple[str, int]:
         if not host or any(c.isspace() or c in "/[]" for c in host):
             raise ValueError(f"{spec!r}: {host!r} is neither an IP address nor a host name") from None
     return host, port
-
-
-def _parse_address_fallback(spec: str) -> tuple[str, int]:
-    s = spec.strip()
-    if s.startswith("["):
-        host, sep, port = s[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"{spec!r}: expected [IPV6]:PORT")
-    elif s.count(":") == 1:
-        host, _, port = s.partition(":")
-    elif s.isdigit():
-        host, port = "", s
-    else:
-        raise ValueError(f"{spec!r}: expected ADDR:PORT (IPv6 as [::]:514)")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{spec!r}: port must be 0-65535")
-    return host or "0.0.0.0", int(port)
 
 
 def check(cfg: Config) -> list[Problem]:
