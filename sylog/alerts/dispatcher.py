@@ -22,6 +22,7 @@ import orjson
 from sylog.alerts import http
 from sylog.alerts.config import AlertConfig
 from sylog.alerts.fleet import FleetRule
+from sylog.query.incidents import iter_incidents
 from sylog.query.timefilter import parse_stored_time
 
 log = logging.getLogger("sylog.alerts")
@@ -223,38 +224,18 @@ class AlertDispatcher:
         now = time.time() if now is None else now
         cutoff = now - max(h.fleet.window for h in hooks)  # type: ignore[union-attr]
         found = []
-        base = os.path.join(os.fspath(data_dir), "incidents")
-        try:
-            hosts = list(os.scandir(base))
-        except OSError:
-            return 0
-        for hent in hosts:
-            if hent.name.startswith(".") or not hent.is_dir(follow_symlinks=False):
-                continue
-            try:
-                files = list(os.scandir(hent.path))
-            except OSError:
-                continue
-            for fent in files:
-                if fent.name.startswith(".") or not fent.name.endswith(".json"):
-                    continue
-                try:
-                    if fent.stat().st_mtime < cutoff:  # written last before the window opened: cannot count
-                        continue
-                    with open(fent.path, "rb") as f:
-                        inc = orjson.loads(f.read())
-                except (OSError, orjson.JSONDecodeError):
-                    continue
-                t = parse_stored_time(inc.get("first_seen")) if isinstance(inc, dict) else None
-                if t is not None and t >= cutoff and inc.get("signature"):
-                    found.append((t, inc))
+        # a file written last before the window opened cannot hold an incident that counts: not even read
+        for inc in iter_incidents(data_dir, modified_since=cutoff):
+            t = parse_stored_time(inc.get("first_seen"))
+            if t is not None and t >= cutoff and inc.get("signature"):
+                found.append((t, inc))
         found.sort(key=lambda x: x[0])
         for t, inc in found:
             for h in hooks:
                 h.fleet.observe(str(inc["signature"]), str(inc.get("host") or ""), t,  # type: ignore[union-attr]
                                 str(inc.get("id") or ""), kind=inc.get("kind"), title=inc.get("title"))
         if found:
-            log.info("alerts: fleet rules seeded with %d recent incident(s) from %s", len(found), base)
+            log.info("alerts: fleet rules seeded with %d recent incident(s) from %s", len(found), data_dir)
         return len(found)
 
     # --- entry points -----------------------------------------------------------------------------------------

@@ -36,9 +36,9 @@ def _read_json(path: str) -> dict | None:
     return None
 
 
-def iter_incidents(data_dir: str | os.PathLike) -> Iterator[dict]:
+def iter_incidents(data_dir: str | os.PathLike, *, modified_since: float | None = None) -> Iterator[dict]:
     """Every readable incident under ``DATA/incidents/<host>/<id>.json``; ``host``/``id``/``path`` default to what
-    the file's place says."""
+    the file's place says. ``modified_since`` (epoch seconds) skips files last written before it, unread."""
     base = Path(data_dir) / "incidents"
     try:
         hosts = list(os.scandir(base))
@@ -55,6 +55,12 @@ def iter_incidents(data_dir: str | os.PathLike) -> Iterator[dict]:
             name = fent.name
             if name.startswith(".") or not name.endswith(".json"):
                 continue
+            if modified_since is not None:
+                try:
+                    if fent.stat().st_mtime < modified_since:
+                        continue
+                except OSError:
+                    continue
             inc = _read_json(fent.path)
             if inc is None:
                 continue
