@@ -592,3 +592,9 @@ def test_more_report_shapes():
     for kind, text, title, func in cases:
         r = analyze(kind, text.split("\n"))
         assert (r.title, r.function) == (title, func), text
+
+
+def test_a_report_without_text_still_has_a_title():
+    # found by hypothesis (tests/test_fuzz_kernel.py): an `mce` incident whose only line was a bare printk level
+    r = analyze("mce", ["<0>"])
+    assert r.title == "mce" and r.signature

@@ -850,6 +850,8 @@ def analyze(kind: str, bodies: list[str]) -> Report:
         title, function, module = _title_and_function(kind, ctx)
     except Exception:  # noqa: BLE001 - a malformed report must still give an incident
         title, function, module = (rep[0].strip()[:120] if rep else kind), None, None
+    if not title.strip():  # a report with no text to name it (e.g. a bare `<0>` line): the kind still says what
+        title = kind
     r = Report(title=title, function=function, module=module)
     for b in rep[:FACT_LINES] + all_bodies[:FACT_LINES]:
         # substring tests first: this loop may see thousands of lines per refresh of a long incident
