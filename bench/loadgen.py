@@ -18,11 +18,10 @@ import argparse
 import ipaddress
 import json
 import multiprocessing as mp
-import os
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench import mmsg

@@ -27,6 +27,7 @@ Timeline line format (public contract): ``<RFC3339 UTC µs> <host> <facility>.<s
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import shutil
@@ -89,6 +90,19 @@ def wait_for(
                     extra = f"\n(diagnose failed: {e!r})"
             raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}{extra}")
         time.sleep(interval)
+
+
+async def until(pred: Callable[[], T], timeout: float = 10.0, what: str = "condition", interval: float = 0.01) -> T:
+    """``wait_for`` for tests running on the event loop: polls ``pred`` with ``asyncio.sleep`` so the server under
+    test (in the same loop) keeps running; AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def require_binary(name: str) -> str:

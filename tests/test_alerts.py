@@ -19,19 +19,9 @@ import pytest
 
 from sylog.alerts import AlertConfig, AlertDispatcher, FleetRule
 from sylog.alerts.http import post
+from conftest import until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def until(pred, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def incident(host: str = "db-07", sig: str = "a1b2c3d4e5f6", iid: str = "20261125T101500Z-3f2a9c",

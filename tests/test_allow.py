@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from sylog.config import Config, ConfigError, apply_overrides
 from sylog.server.allow import Access, Allowlist, DenyLog, parse_networks
 from sylog.server.app import Server
+from conftest import read_timeline, until
 
 
 def test_networks_and_mapped_addresses() -> None:
@@ -69,22 +69,6 @@ def test_serve_flag_and_config_errors(tmp_path: Path) -> None:
 
 # ---- listeners ------------------------------------------------------------------------------------------------
 
-async def until(pred: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def timeline(data: Path, host: str) -> list[str]:
-    d = data / "timelines" / host
-    return [ln for f in sorted(d.glob("*.log")) for ln in f.read_text().splitlines()] if d.is_dir() else []
-
-
 @pytest.fixture
 async def server(tmp_path: Path):
     started: list[Server] = []
@@ -129,7 +113,7 @@ async def test_allowed_sender_passes_and_per_listener_list_applies(server, tmp_p
     srv = await server(**{"listen.allow": ["10.0.0.0/8"], "listen.udp_allow": ["127.0.0.0/8"]})
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(msg("udp-ok", "allowed by udp_allow"), srv.udp_addresses[0][:2])
-    await until(lambda: timeline(tmp_path / "data", "udp-ok"), what="udp line")
+    await until(lambda: read_timeline(tmp_path / "data", "udp-ok"), what="udp line")
     r, w = await asyncio.open_connection(*srv.tcp_addresses[0][:2])
     assert await asyncio.wait_for(r.read(), 5) == b""  # tcp still follows `allow`
     w.close()
@@ -146,5 +130,5 @@ async def test_ipv6_listener_with_ipv6_allowlist(server, tmp_path: Path) -> None
         pytest.skip(f"no ::1: {e}")
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
         s.sendto(msg("v6-ok", "hello"), srv.udp_addresses[0][:2])
-    await until(lambda: timeline(tmp_path / "data", "v6-ok"), what="v6 line")
+    await until(lambda: read_timeline(tmp_path / "data", "v6-ok"), what="v6 line")
     assert srv.counters.denied_datagrams == 0

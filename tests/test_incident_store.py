@@ -18,7 +18,6 @@ from sylog.incidents.store import IncidentStore, read_log, safe_host_dir
 
 from test_incident_support import OOPS, PANIC, FakeDetector, Feeder
 
-from conftest import wait_for
 
 
 def test_write_is_atomic_with_private_modes(tmp_path):

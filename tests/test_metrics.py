@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sylog.config import Config, apply_overrides
 from sylog.server.app import Server
-
-
-async def until(pred: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
+from conftest import until
 
 
 async def http_get(addr: tuple[Any, ...], path: str = "/metrics") -> tuple[int, bytes, bytes]:

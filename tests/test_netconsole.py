@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from sylog.config import Config, apply_overrides
 from sylog.kernel.netconsole import NetconsoleDecoder, console_text, to_message
 from sylog.kernel.printk import split_printk
 from sylog.server.app import Server
+from conftest import read_timeline, until
 
 # ---- decoder -------------------------------------------------------------------------------------------------
 
@@ -156,23 +155,6 @@ def test_dedup_pairs_copies_across_sources_only() -> None:
 
 # ---- the listener, end to end ---------------------------------------------------------------------------------
 
-async def until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def timeline(data: Path, host: str) -> list[str]:
-    d = data / "timelines" / host
-    return [ln for f in sorted(d.glob("*.log")) for ln in f.read_text(errors="replace").splitlines()] \
-        if d.is_dir() else []
-
-
 def incidents(data: Path, host: str) -> list[dict]:
     d = data / "incidents" / host
     return [json.loads(p.read_bytes()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
@@ -227,7 +209,7 @@ async def test_extended_crash_named_by_hosts_map_makes_a_netconsole_incident(nc_
     srv = await nc_server(hosts={"127.0.0.1": "web-01"})
     data = tmp_path / "data"
     send_udp(srv.netconsole_addresses[0], *(ext(i, ln) for i, ln in enumerate(CRASH)))
-    lines = await until(lambda: len(timeline(data, "web-01")) >= len(CRASH) and timeline(data, "web-01"),
+    lines = await until(lambda: len(read_timeline(data, "web-01")) >= len(CRASH) and read_timeline(data, "web-01"),
                         what="netconsole lines in web-01's timeline")
     assert " web-01 kern.warning kernel: " in lines[0] and lines[0].endswith(
         "[ 4242.000000] BUG: kernel NULL pointer dereference, address: 0000000000000008")
@@ -243,7 +225,7 @@ async def test_plain_netconsole_named_by_the_syslog_name_seen_from_that_address(
     await until(lambda: srv.peers is not None and srv.peers.mapping().get("127.0.0.1") == "db-07",
                 what="peer map learns db-07")
     send_udp(srv.netconsole_addresses[0], b"[ 10.000001] plain console line\n[ 10.000002] second\n")
-    lines = await until(lambda: [ln for ln in timeline(data, "db-07") if "console" in ln or "second" in ln],
+    lines = await until(lambda: [ln for ln in read_timeline(data, "db-07") if "console" in ln or "second" in ln],
                         what="netconsole lines under db-07")
     assert any(ln.endswith("kern.info kernel: [ 10.000001] plain console line") for ln in lines), lines
 
@@ -251,7 +233,7 @@ async def test_plain_netconsole_named_by_the_syslog_name_seen_from_that_address(
 async def test_unknown_sender_named_by_its_address(nc_server, tmp_path: Path) -> None:
     srv = await nc_server()
     send_udp(srv.netconsole_addresses[0], b"6,1,1000000,-;hello\n")
-    lines = await until(lambda: timeline(tmp_path / "data", "127.0.0.1"), what="line under the IP")
+    lines = await until(lambda: read_timeline(tmp_path / "data", "127.0.0.1"), what="line under the IP")
     assert lines[0].endswith("kern.info kernel: [    1.000000] hello")
 
 
@@ -267,7 +249,7 @@ async def test_crash_by_syslog_and_netconsole_is_one_incident(nc_server, tmp_pat
         w.write(b"%d %s" % (len(m), m))
     await w.drain()
     w.close()
-    await until(lambda: len(timeline(data, "db-07")) >= 2 * len(CRASH), what="both copies stored")
+    await until(lambda: len(read_timeline(data, "db-07")) >= 2 * len(CRASH), what="both copies stored")
     await until(lambda: incidents(data, "db-07") and incidents(data, "db-07")[0]["state"] == "closed",
                 timeout=15, what="incident closed")
     incs = incidents(data, "db-07")
@@ -284,10 +266,10 @@ async def test_fragments_over_the_wire_and_flush_at_shutdown(nc_server, tmp_path
     dgrams = [b"4,77,5000000,-,ncfrag=%d/%d;" % (o, len(body)) + c for o, c in chunks]
     send_udp(srv.netconsole_addresses[0], *reversed(dgrams))
     send_udp(srv.netconsole_addresses[0], b"no newline yet")
-    lines = await until(lambda: timeline(tmp_path / "data", "frag-host"), what="reassembled line")
+    lines = await until(lambda: read_timeline(tmp_path / "data", "frag-host"), what="reassembled line")
     assert lines[0].endswith("BUG: soft lockup - CPU#3 stuck for 23s! " + "x" * 1500)
     await until(lambda: srv.counters.netconsole_datagrams == 3, what="datagrams read")
     srv.request_stop()
     await srv.shutdown()  # the unterminated plain line is delivered, not lost
-    assert timeline(tmp_path / "data", "frag-host")[-1].endswith("no newline yet")
+    assert read_timeline(tmp_path / "data", "frag-host")[-1].endswith("no newline yet")
     assert srv.counters.netconsole_reassembled == 1

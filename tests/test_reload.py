@@ -3,35 +3,17 @@ changed keys are logged as needing a restart, and a bad file keeps the running c
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port, read_timeline, wait_for
+from conftest import free_port, read_timeline, until, wait_for
 
 from sylog.config import load_config
 from sylog.server.app import Server
-
-
-async def until(pred: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def timeline(data: Path, host: str) -> list[str]:
-    d = data / "timelines" / host
-    return [ln for f in sorted(d.glob("*.log")) for ln in f.read_text().splitlines()] if d.is_dir() else []
 
 
 def conf(data: Path, *, allow: str = '["127.0.0.0/8"]', hosts: str = '"127.0.0.1" = "first-name"',
@@ -84,7 +66,7 @@ async def test_reload_applies_live_keys_and_names_the_rest(reloadable, caplog: p
     start, path, data = reloadable
     srv = await start()
     send(srv.netconsole_addresses[0], b"6,1,1,-;before reload\n")
-    await until(lambda: timeline(data, "first-name"), what="line under the first name")
+    await until(lambda: read_timeline(data, "first-name"), what="line under the first name")
     path.write_text(conf(data, allow='["10.0.0.0/8"]', hosts='"127.0.0.1" = "second-name"', quiet=5.0,
                          max_size=1024))
     with caplog.at_level("INFO", logger="sylog"):
@@ -100,7 +82,7 @@ async def test_reload_applies_live_keys_and_names_the_rest(reloadable, caplog: p
     path.write_text(conf(data, hosts='"127.0.0.1" = "second-name"', quiet=5.0, max_size=1024))
     srv.reopen()
     send(srv.netconsole_addresses[0], b"6,2,2,-;after reload\n")
-    await until(lambda: timeline(data, "second-name"), what="line under the new name")
+    await until(lambda: read_timeline(data, "second-name"), what="line under the new name")
     assert srv.counters.reloads == 2 and srv.counters.reload_errors == 0
 
 
@@ -116,7 +98,7 @@ async def test_bad_file_on_reload_keeps_the_running_config(reloadable, caplog: p
     assert "reload refused, keeping the running configuration" in caplog.text
     assert "listen.allow[0]" in caplog.text and "incidents" in caplog.text
     send(srv.udp_addresses[0], b"<13>1 - still-here app - - - old config still works")
-    await until(lambda: timeline(data, "still-here"), what="still serving")
+    await until(lambda: read_timeline(data, "still-here"), what="still serving")
 
 
 @pytest.mark.realclient

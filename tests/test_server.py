@@ -7,27 +7,14 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from sylog.config import Config, apply_overrides
 from sylog.server.app import Server
-
-
-async def until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``pred`` on the loop until truthy, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
+from conftest import until
 
 
 def lines_of(data_dir: Path, host: str) -> list[bytes]:

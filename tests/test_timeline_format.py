@@ -7,7 +7,6 @@ import errno
 import os
 import stat
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
 from sylog.syslog.message import Message

@@ -10,13 +10,12 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port, read_timeline, wait_for
+from conftest import free_port, read_timeline, until, wait_for
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -108,22 +107,6 @@ def test_cert_names_prefers_san_over_cn() -> None:
 
 # ---- in process -----------------------------------------------------------------------------------------------
 
-async def until(pred: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def timeline(data: Path, host: str) -> list[str]:
-    d = data / "timelines" / host
-    return [ln for f in sorted(d.glob("*.log")) for ln in f.read_text().splitlines()] if d.is_dir() else []
-
-
 @pytest.fixture
 async def tls_server(tmp_path: Path, pki: Path):
     started: list[Server] = []
@@ -177,8 +160,8 @@ async def send_tls(srv: Server, ctx: ssl.SSLContext, data: bytes) -> None:
 async def test_tls_octet_counted_frames_are_stored(tls_server, pki: Path, tmp_path: Path) -> None:
     srv = await tls_server()
     await send_tls(srv, client_ctx(pki), b"".join(frame("tls-host", f"m{i}") for i in range(3)))
-    lines = await until(lambda: len(timeline(tmp_path / "data", "tls-host")) >= 3 and
-                        timeline(tmp_path / "data", "tls-host"), what="3 lines")
+    lines = await until(lambda: len(read_timeline(tmp_path / "data", "tls-host")) >= 3 and
+                        read_timeline(tmp_path / "data", "tls-host"), what="3 lines")
     assert [ln.rsplit(" ", 1)[1] for ln in lines] == ["m0", "m1", "m2"]
     c = srv.counters
     assert c.tls_messages == 3 and c.tls_sessions == 1 and c.tls_handshakes >= 1 and c.tcp_messages == 0
@@ -208,8 +191,8 @@ async def test_mutual_tls_client_without_certificate_gets_nothing_in(tls_server,
             pass  # refused in the handshake (TLS 1.3: the client may only notice when it reads)
     await until(lambda: srv.counters.tls_handshakes >= 2, what="both handshakes counted")
     await send_tls(srv, client_ctx(pki, "client"), frame("friend", "hello"))  # a valid client still gets in
-    await until(lambda: timeline(tmp_path / "data", "friend"), what="the valid client's line")
-    assert timeline(tmp_path / "data", "intruder") == []
+    await until(lambda: read_timeline(tmp_path / "data", "friend"), what="the valid client's line")
+    assert read_timeline(tmp_path / "data", "intruder") == []
     assert srv.counters.tls_sessions == 1 and srv.counters.tls_messages == 1
 
 
@@ -221,8 +204,8 @@ async def test_permitted_peers_by_certificate_name(tls_server, pki: Path, tmp_pa
         pass
     await until(lambda: srv.counters.tls_peer_rejected == 1, what="rejection counted")
     await send_tls(srv, client_ctx(pki, "web"), frame("web-01", "permitted"))
-    await until(lambda: timeline(tmp_path / "data", "web-01"), what="permitted client's line")
-    assert timeline(tmp_path / "data", "nope") == []
+    await until(lambda: read_timeline(tmp_path / "data", "web-01"), what="permitted client's line")
+    assert read_timeline(tmp_path / "data", "nope") == []
 
 
 async def test_tls_allowlist_closes_before_anything_is_read(tls_server, pki: Path, tmp_path: Path) -> None:
@@ -232,7 +215,7 @@ async def test_tls_allowlist_closes_before_anything_is_read(tls_server, pki: Pat
     except (ssl.SSLError, ConnectionError):
         pass
     await until(lambda: srv.counters.denied_connections == 1, what="denial counted")
-    assert srv.counters.tls_messages == 0 and timeline(tmp_path / "data", "denied") == []
+    assert srv.counters.tls_messages == 0 and read_timeline(tmp_path / "data", "denied") == []
 
 
 async def test_bad_certificate_files_fail_start_naming_the_file(tmp_path: Path, pki: Path) -> None:
