@@ -309,8 +309,7 @@ class AlertDispatcher:
 
     # --- server observer protocol (registered only when alerts are configured; events come via listeners) ------
 
-    def feed(self, host: str, recv_time: float, msg: Any, line: bytes) -> None:  # pragma: no cover - no-op
-        pass
+    feed = None  # tick/close only: the pipeline never calls it per message (events arrive through listeners)
 
     def tick(self, now: float) -> None:  # pragma: no cover - no-op
         pass

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from sylog.syslog.hostnames import fold_host
-from sylog.syslog.message import FORMAT_RAW, Message
+from sylog.syslog.parse import parse as lenient_parse
+from sylog.syslog.message import Message
 from sylog.timeline.format import TimeCache, format_with_stamp
 
 log = logging.getLogger("sylog.server")
@@ -38,20 +39,6 @@ class Observer(Protocol):
     async def aclose(self) -> None: ...
 
 
-def _fallback_parse(raw: bytes) -> Message:
-    return Message(format=FORMAT_RAW, msg=raw.decode("utf-8", "surrogateescape"), missing=["pri"])
-
-
-def default_parse() -> ParseFn:
-    """The lenient parser (``sylog.syslog.parse.parse``)."""
-    try:
-        from sylog.syslog.parse import parse
-    except ImportError:  # only while the parser is being written: store everything raw, loudly
-        log.warning("sylog.syslog.parse is not available: storing every message raw")
-        return _fallback_parse
-    return parse
-
-
 class Pipeline:
     """Frames in, timeline lines and observer calls out."""
 
@@ -64,7 +51,7 @@ class Pipeline:
         self.peer_listeners: list[Callable[[str, str], None]] = []  # once per batch: (peer, host of its last message)
         for ob in observers:
             self.add_observer(ob)
-        self.parse = parse or default_parse()
+        self.parse = parse or lenient_parse
         self.dedup: Any = None  # sylog.server.dedup.KernelDedup when netconsole listens (kernel lines only)
         self._tc = TimeCache()
         self._last_error: str | None = None
