@@ -272,3 +272,16 @@ def test_generic_checks_cover_future_keys(tmp_path: Path) -> None:
     assert "not an address or CIDR" in by_key["listen.allow[2]"]
     assert "no such file" in by_key["tls.key"]
     assert "port must be 0-65535" in by_key["metrics.listen"]
+
+
+def test_check_config_applies_the_servers_own_start_up_checks(tmp_path):
+    # permitted peers are only checked on client certificates: without a client CA the server refuses to start,
+    # so check-config must refuse the file too
+    from sylog.commands.check_config import check_file
+
+    f = tmp_path / "c.toml"
+    f.write_text(f'data_dir = "{tmp_path / "data"}"\n[listen]\nudp = ["127.0.0.1:5514"]\ntcp = ["none"]\n'
+                 '[tls]\npermitted_peers = ["*.example.net"]\n')
+    ok, lines = check_file(str(f))
+    assert not ok
+    assert any("tls.permitted_peers:" in ln and "client_ca" in ln for ln in lines), lines

@@ -219,7 +219,18 @@ def check_file(path: str) -> tuple[bool, list[str]]:
     except ConfigError as e:
         return False, [_key_path_message(path, str(e))]
     problems = check(cfg)
-    lines = [f"{path}: {'warning: ' if p.warning else ''}{p.key}: {p.message}" for p in problems]
+    if not any(not p.warning for p in problems):
+        # the server's own start-up checks too (hosts map, TLS files and peers, CIDRs): what check-config passes,
+        # `sylog serve` accepts
+        from sylog.commands.serve import validate
+
+        try:
+            validate(cfg)
+        except ConfigError as e:
+            key, sep, msg = str(e).partition(": ")
+            problems.append(Problem(key, msg) if sep and " " not in key else Problem("", str(e)))
+    lines = [f"{path}: {'warning: ' if p.warning else ''}{p.key + ': ' if p.key else ''}{p.message}"
+             for p in problems]
     ok = not any(not p.warning for p in problems)
     if ok:
         lines.append(f"{path}: OK")
