@@ -47,6 +47,19 @@ def parse_address(spec: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+def _denied(access: Any, deny_log: Any, kind: str, peer: str) -> bool:
+    """The allowlist check every listener makes: True (logged at a bounded rate) when ``peer`` may not send to a
+    listener of ``kind``. ``access`` None: everyone may."""
+    if access is None:
+        return False
+    allow = access.lists[kind]
+    if allow is None or allow.allowed(peer):
+        return False
+    if deny_log is not None:
+        deny_log.denied(kind, peer)
+    return True
+
+
 def format_address(addr: tuple[Any, ...]) -> str:
     host, port = addr[0], addr[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -240,16 +253,11 @@ class TcpConnection(asyncio.BufferedProtocol):
             transport.abort()
             return
         self.peer = peer = _peer_ip(transport.get_extra_info("peername"))
-        acc = st.access
-        if acc is not None:
-            allow = acc.lists[st.kind]
-            if allow is not None and not allow.allowed(peer):
-                c.denied_connections += 1
-                if st.deny_log is not None:
-                    st.deny_log.denied(st.kind, peer)
-                self._done = True
-                transport.abort()
-                return
+        if _denied(st.access, st.deny_log, st.kind, peer):
+            c.denied_connections += 1
+            self._done = True
+            transport.abort()
+            return
         if st.peer_check is not None:
             why = st.peer_check(transport)
             if why is not None:
@@ -373,14 +381,10 @@ class UdpListener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         c = self.counters
         c.udp_datagrams += 1
-        acc = self.access
-        if acc is not None:
-            allow = acc.lists["udp"]
-            if allow is not None and not allow.allowed(addr[0] if addr else "unknown"):
-                c.denied_datagrams += 1
-                if self.deny_log is not None:
-                    self.deny_log.denied("udp", addr[0] if addr else "unknown")
-                return
+        peer = addr[0] if addr else "unknown"
+        if _denied(self.access, self.deny_log, "udp", peer):
+            c.denied_datagrams += 1
+            return
         c.udp_messages += 1
         frame = udp_frame(data, self.max_message_size)
         if frame is None:
@@ -388,7 +392,7 @@ class UdpListener(asyncio.DatagramProtocol):
             return
         if type(frame) is Truncated:
             c.truncated += 1
-        self.pipeline.process([frame], addr[0] if addr else "unknown", time.time())
+        self.pipeline.process([frame], peer, time.time())
 
     def error_received(self, exc: Exception) -> None:
         self.counters.udp_errors += 1
@@ -414,14 +418,9 @@ class NetconsoleListener(asyncio.DatagramProtocol):
         c = self.counters
         c.netconsole_datagrams += 1
         peer = addr[0] if addr else "unknown"
-        acc = self.access
-        if acc is not None:
-            allow = acc.lists["netconsole"]
-            if allow is not None and not allow.allowed(peer):
-                c.denied_datagrams += 1
-                if self.deny_log is not None:
-                    self.deny_log.denied("netconsole", peer)
-                return
+        if _denied(self.access, self.deny_log, "netconsole", peer):
+            c.denied_datagrams += 1
+            return
         c.bytes += len(data)
         try:
             recs = self.decoder.feed(data, peer, time.monotonic())
