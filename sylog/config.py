@@ -59,7 +59,13 @@ class LimitsConfig(_Section):
     # longer messages are truncated (and counted)
     max_message_size: Annotated[int, Meta(ge=16, le=64 * 1024 * 1024)] = 64 * 1024
     tcp_idle_timeout: NonNegFloat = 600.0  # seconds without a byte before a TCP connection is closed (0: never)
-    max_connections: Annotated[int, Meta(ge=1)] = 20000  # beyond this new TCP connections are refused (counted)
+    # beyond this many open TCP+TLS connections (all stream listeners together) new ones are refused (counted)
+    max_connections: Annotated[int, Meta(ge=1)] = 20000
+    # ... and beyond this many from one sender address (0: no per-address cap); NAT gateways hide many hosts
+    max_connections_per_peer: Annotated[int, Meta(ge=0)] = 4096
+    # seconds an incomplete TCP frame may stay pending (slowloris): then it is stored as it is and the connection
+    # closed (counted); 0: no bound (only tcp_idle_timeout)
+    frame_timeout: NonNegFloat = 60.0
     udp_rcvbuf: Annotated[int, Meta(ge=0)] = 8 * 1024 * 1024  # SO_RCVBUF asked for on UDP sockets (0: default)
 
 

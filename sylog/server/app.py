@@ -25,8 +25,8 @@ from sylog.server.allow import Access, DenyLog
 from sylog.server.counters import Counters
 from sylog.server.hostmap import HostMap
 from sylog.server.listeners import (
-    BindError, NetconsoleListener, TcpConnection, TcpServerState, UdpListener, format_address, make_socket,
-    set_rcvbuf, udp_kernel_drops,
+    BindError, ConnGate, NetconsoleListener, TcpConnection, TcpServerState, UdpListener, format_address,
+    make_socket, set_rcvbuf, udp_kernel_drops,
 )
 from sylog.server.pipeline import Observer, Pipeline
 from sylog.timeline.writer import TimelineWriter
@@ -182,10 +182,12 @@ class Server:
                 self.vmcore_watcher = ob
         self.hostmap.peers = self.peers
         self.pipeline = Pipeline(self.writer, self.counters, observers, parse=self._parse)
+        gate = ConnGate(max_conns, lim.max_connections_per_peer, self.counters)  # TCP and TLS share the slots
         self.tcp_state = TcpServerState(self.pipeline, self.counters, max_message_size=lim.max_message_size,
                                         max_connections=max_conns, idle_timeout=lim.tcp_idle_timeout,
                                         max_pending_lines=cfg.timeline.max_pending_lines, kind="tcp",
-                                        access=self.access, deny_log=self.deny_log)
+                                        access=self.access, deny_log=self.deny_log, gate=gate,
+                                        frame_timeout=lim.frame_timeout)
         self.writer.on_flushed.append(self.tcp_state.maybe_resume)
         st = self.tcp_state
         if tls_ctx is not None:
@@ -194,7 +196,7 @@ class Server:
             self.tls_state = TcpServerState(
                 self.pipeline, self.counters, max_message_size=lim.max_message_size, max_connections=max_conns,
                 idle_timeout=lim.tcp_idle_timeout, max_pending_lines=cfg.timeline.max_pending_lines, kind="tls",
-                access=self.access, deny_log=self.deny_log,
+                access=self.access, deny_log=self.deny_log, gate=gate, frame_timeout=lim.frame_timeout,
                 peer_check=PeerCheck(cfg.tls.permitted_peers) if cfg.tls.permitted_peers else None)
             self.writer.on_flushed.append(self.tls_state.maybe_resume)
         if cfg.listen.netconsole:
@@ -414,10 +416,10 @@ class Server:
     async def _sweeper(self) -> None:
         st = self.tcp_state
         assert st is not None
-        timeout = st.idle_timeout
-        if timeout <= 0:
+        timeouts = [t for t in (st.idle_timeout, st.frame_timeout) if t > 0]
+        if not timeouts:
             return
-        interval = min(1.0, max(0.05, timeout / 4))
+        interval = min(1.0, max(0.05, min(timeouts) / 4))
         while True:
             await asyncio.sleep(interval)
             st.sweep_idle(time.monotonic())

@@ -23,6 +23,8 @@ class Counters:
         "udp_datagrams", "udp_empty", "udp_errors",
         "udp_kernel_drops",  # datagrams the kernel dropped on our sockets (rcvbuf full), from /proc/net/udp
         "conn_accepted", "conn_open", "conn_refused", "conn_idle_closed",
+        "conn_refused_per_peer",  # TCP/TLS connections refused: limits.max_connections_per_peer open from that IP
+        "conn_frame_timeouts",  # TCP/TLS connections closed: a frame incomplete past limits.frame_timeout (slowloris)
         "written", "written_bytes", "write_errors", "write_failed",
         "dropped",           # messages dropped on purpose (load shedding; none yet)
         "tcp_pauses",        # times TCP reading paused because the timeline writer fell behind

@@ -156,12 +156,72 @@ def _peer_ip(addr: Any) -> str:
     return "unknown"
 
 
+class ConnGate:
+    """The connection slots every stream listener (TCP and TLS) shares: one cap on open connections in total and
+    one per sender address, so neither a flood nor a single peer can exhaust file descriptors (accept() failing
+    with EMFILE would refuse everyone, the crashing hosts included). Beyond a cap a new connection is closed at
+    once and counted (``conn_refused`` / ``conn_refused_per_peer``); refusals are logged at most once per
+    ``interval`` seconds with the count since."""
+
+    __slots__ = ("max_connections", "max_per_peer", "counters", "open", "per_peer", "interval", "clock", "_next",
+                 "_pending")
+
+    def __init__(self, max_connections: int, max_per_peer: int, counters: Any, *, interval: float = 10.0,
+                 clock: Any = time.monotonic) -> None:
+        self.max_connections = max_connections
+        self.max_per_peer = max_per_peer  # 0: no per-peer cap
+        self.counters = counters
+        self.open = 0
+        self.per_peer: dict[str, int] = {}
+        self.interval = interval
+        self.clock = clock
+        self._next = 0.0
+        self._pending = 0
+
+    def admit(self, peer: str) -> bool:
+        """Take a slot for ``peer``; False (counted, logged at a bounded rate) when a cap is reached."""
+        if self.open >= self.max_connections:
+            self.counters.conn_refused += 1
+            self._refused(peer, f"limits.max_connections={self.max_connections} connections open")
+            return False
+        n = self.per_peer.get(peer, 0)
+        if self.max_per_peer and n >= self.max_per_peer:
+            self.counters.conn_refused_per_peer += 1
+            self._refused(peer, f"limits.max_connections_per_peer={self.max_per_peer} open from this address")
+            return False
+        self.per_peer[peer] = n + 1
+        self.open += 1
+        return True
+
+    def release(self, peer: str) -> None:
+        self.open -= 1
+        n = self.per_peer.get(peer, 0) - 1
+        if n > 0:
+            self.per_peer[peer] = n
+        else:
+            self.per_peer.pop(peer, None)
+
+    def _refused(self, peer: str, why: str) -> None:
+        self._pending += 1
+        now = self.clock()
+        if now < self._next:
+            return
+        log.warning("refusing connection from %s: %s (%d refused since the last such line)", peer, why,
+                    self._pending)
+        self._pending = 0
+        self._next = now + self.interval
+
+
 class TcpServerState:
     """What every TCP connection shares: pipeline, counters, limits, the open-connection set, the read buffer."""
 
     def __init__(self, pipeline: Any, counters: Any, *, max_message_size: int, max_connections: int,
                  idle_timeout: float, max_pending_lines: int = 200_000, kind: str = "tcp", access: Any = None,
-                 deny_log: Any = None, peer_check: Any = None) -> None:
+                 deny_log: Any = None, peer_check: Any = None, gate: ConnGate | None = None,
+                 frame_timeout: float = 0.0) -> None:
+        # slots shared with the other stream listeners (app.py passes one gate to TCP and TLS)
+        self.gate = gate if gate is not None else ConnGate(max_connections, 0, counters)
+        self.frame_timeout = frame_timeout  # seconds an incomplete frame may stay pending (0: no bound)
         self.kind = kind  # "tcp" or "tls": which allowlist applies, which counter counts the messages
         self.access = access  # sylog.server.allow.Access (swapped on reload) or None: everyone
         self.deny_log = deny_log
@@ -182,15 +242,31 @@ class TcpServerState:
         self._last_error: str | None = None
 
     def sweep_idle(self, now: float) -> int:
-        """Close connections silent for longer than idle_timeout (called periodically; O(connections))."""
-        if self.idle_timeout <= 0 or self.paused:  # a paused connection is silent because of us
+        """Close connections silent for longer than idle_timeout, and those whose incomplete frame is older than
+        frame_timeout (slowloris: a byte a second resets the idle clock, never this one); called periodically,
+        O(connections). The pending bytes are delivered first (``close``): nothing the client sent is lost."""
+        if self.paused:  # a paused connection is silent (and its frame incomplete) because of us
             return 0
-        limit = now - self.idle_timeout
-        stale = [c for c in self.conns if c.last < limit]
-        for c in stale:
-            self.counters.conn_idle_closed += 1
-            c.close()
-        return len(stale)
+        n = 0
+        if self.idle_timeout > 0:
+            limit = now - self.idle_timeout
+            stale = [c for c in self.conns if c.last < limit]
+            for c in stale:
+                self.counters.conn_idle_closed += 1
+                c.close()
+            n += len(stale)
+        if self.frame_timeout > 0:
+            limit = now - self.frame_timeout
+            slow = [c for c in self.conns if 0.0 < c.frame_since < limit]
+            for c in slow:
+                self.counters.conn_frame_timeouts += 1
+                c.close()
+            if slow:  # one line per sweep (at most one a second), however many
+                log.warning("closed %d %s connection(s) holding a frame incomplete for over %g s "
+                            "(limits.frame_timeout), e.g. from %s; the partial frames are stored",
+                            len(slow), self.kind.upper(), self.frame_timeout, slow[0].peer)
+            n += len(slow)
+        return n
 
     def new_turn(self) -> None:
         self.turn_frames = 0
@@ -214,6 +290,8 @@ class TcpServerState:
             now = time.monotonic()
             for c in self.conns:
                 c.last = now
+                if c.frame_since:  # its frame waited on us, not on the sender
+                    c.frame_since = now
                 if c.transport is not None and not c.transport.is_closing():
                     c.transport.resume_reading()
 
@@ -232,7 +310,8 @@ class TcpServerState:
 class TcpConnection(asyncio.BufferedProtocol):
     """One TCP client: bytes -> deframer -> pipeline."""
 
-    __slots__ = ("st", "transport", "peer", "deframer", "last", "nread", "_done", "_yielded")
+    __slots__ = ("st", "transport", "peer", "deframer", "last", "nread", "frame_since", "_admitted", "_done",
+                 "_yielded")
 
     def __init__(self, st: TcpServerState) -> None:
         self.st = st
@@ -241,17 +320,14 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.deframer: TcpDeframer | None = None
         self.last = time.monotonic()
         self.nread = 0  # bytes read on this connection
+        self.frame_since = 0.0  # monotonic time the pending incomplete frame began (0.0: none pending)
+        self._admitted = False  # holds a slot of st.gate
         self._done = False
         self._yielded = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         st = self.st
         c = st.counters
-        if len(st.conns) >= st.max_connections:
-            c.conn_refused += 1
-            self._done = True
-            transport.abort()
-            return
         self.peer = peer = _peer_ip(transport.get_extra_info("peername"))
         if _denied(st.access, st.deny_log, st.kind, peer):
             c.denied_connections += 1
@@ -267,6 +343,11 @@ class TcpConnection(asyncio.BufferedProtocol):
                 self._done = True
                 transport.abort()
                 return
+        if not st.gate.admit(peer):  # over the global or the per-peer cap: counted there
+            self._done = True
+            transport.abort()
+            return
+        self._admitted = True
         if st.kind == "tls":
             c.tls_sessions += 1
         self.transport = transport  # type: ignore[assignment]
@@ -312,6 +393,12 @@ class TcpConnection(asyncio.BufferedProtocol):
                 st.counters.turn_yields += 1
                 self.transport.pause_reading()
                 asyncio.get_running_loop().call_soon(self._next_turn)
+        # slowloris bound (sweep_idle): when did the frame now pending begin? Once per read, not per message.
+        if d.in_frame:
+            if frames or not self.frame_since:
+                self.frame_since = self.last
+        elif self.frame_since:
+            self.frame_since = 0.0
         if d.error is not None:
             self.st.framing_error(self.peer, d.error)
             self._finish()
@@ -354,6 +441,9 @@ class TcpConnection(asyncio.BufferedProtocol):
         if self in st.conns:
             st.conns.discard(self)
             st.counters.conn_open -= 1
+        if self._admitted:
+            self._admitted = False
+            st.gate.release(self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish()

@@ -77,6 +77,8 @@ class SylogCollector:
         m = CounterMetricFamily("sylog_connections_refused", "TCP/TLS connections refused or closed by sylog",
                                 labels=["reason"])
         m.add_metric(["max_connections"], d["conn_refused"])
+        m.add_metric(["max_connections_per_peer"], d["conn_refused_per_peer"])
+        m.add_metric(["frame_timeout"], d["conn_frame_timeouts"])
         m.add_metric(["denied"], d["denied_connections"])
         m.add_metric(["idle"], d["conn_idle_closed"])
         m.add_metric(["tls_peer"], d["tls_peer_rejected"])

@@ -291,6 +291,11 @@ class TcpDeframer:
         return out
 
     @property
+    def in_frame(self) -> bool:
+        """A frame is begun but not complete: bytes held, or the rest of a cut message still being skipped."""
+        return self._state != _START or bool(self._head)
+
+    @property
     def buffered(self) -> int:
         """Bytes held for an incomplete frame (bounded by max_size + 12)."""
         return self._plen + len(self._head)
