@@ -74,6 +74,10 @@ class TimelineConfig(_Section):
     max_open_files: Annotated[int, Meta(ge=1)] = 1024  # open timeline files kept cached (LRU)
     # back-pressure: TCP reading pauses while this many lines wait to be written (memory bound, no TCP loss)
     max_pending_lines: Annotated[int, Meta(ge=1000)] = 200_000
+    # disk full / failing: kernel lines a write could not store are held in memory and retried (ordinary lines
+    # are counted lost); the queue is bounded by both (0 lines: hold nothing)
+    retry_queue_lines: Annotated[int, Meta(ge=0)] = 100_000
+    retry_queue_bytes: Annotated[int, Meta(ge=0)] = 32 * 1024 * 1024
 
 
 class IncidentsConfig(_Section):

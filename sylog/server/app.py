@@ -29,6 +29,7 @@ from sylog.server.listeners import (
     make_socket, set_rcvbuf, udp_kernel_drops,
 )
 from sylog.server.pipeline import Observer, Pipeline
+from sylog.server.udp import UdpReader
 from sylog.timeline.writer import TimelineWriter
 from sylog.vmcore.peers import PeerRecorder
 from sylog.vmcore.watcher import VmcoreWatcher
@@ -83,13 +84,15 @@ class Server:
         self.counters = Counters()
         self.writer = TimelineWriter(self.data_dir, max_open_files=cfg.timeline.max_open_files,
                                      flush_interval=cfg.timeline.flush_interval, counters=self.counters,
-                                     flush_lines=max(250, min(50_000, cfg.timeline.max_pending_lines // 4)))
+                                     flush_lines=max(250, min(50_000, cfg.timeline.max_pending_lines // 4)),
+                                     retry_lines=cfg.timeline.retry_queue_lines,
+                                     retry_bytes=cfg.timeline.retry_queue_bytes)
         self._extra_observers = observers
         self._parse = parse
         self.pipeline: Pipeline | None = None
         self.tcp_state: TcpServerState | None = None
         self.tcp_servers: list[asyncio.AbstractServer] = []
-        self.udp_transports: list[asyncio.DatagramTransport] = []
+        self.udp_transports: list[UdpReader] = []
         self.tcp_addresses: list[tuple[Any, ...]] = []
         self.udp_addresses: list[tuple[Any, ...]] = []
         self.tls_state: TcpServerState | None = None
@@ -237,10 +240,10 @@ class Server:
                 parts.append(f"metrics=http://{format_address(self.metrics_address)}/metrics")
             elif kind == "udp":
                 granted = s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-                tr, _ = await loop.create_datagram_endpoint(
-                    lambda: UdpListener(self.pipeline, self.counters, lim.max_message_size, self.access,
-                                        self.deny_log), sock=s)
-                self.udp_transports.append(tr)
+                rd = UdpReader(s, self.pipeline, self.counters, lim.max_message_size, self.access, self.deny_log,
+                               max_pending_lines=cfg.timeline.max_pending_lines)
+                rd.start(loop)
+                self.udp_transports.append(rd)
                 self._udp_inodes.add(os.fstat(s.fileno()).st_ino)
                 addr = s.getsockname()
                 self.udp_addresses.append(addr)
