@@ -55,6 +55,7 @@ log = logging.getLogger("sylog.timeline")
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 RETRY_MAX_BACKOFF = 5.0  # seconds: a quiet host's held kernel lines are retried at least this often
+_PERMANENT = frozenset((errno.EINVAL, errno.ENAMETOOLONG))  # retrying cannot help (an unusable host name)
 LOG_EVERY = 10.0  # seconds between repeated log lines about the same write error
 
 Key = tuple[str, str]  # (host, day)
@@ -330,7 +331,7 @@ class TimelineWriter:
                 self._tails[key] = rest[:cut]
                 rest = rest[cut:]
             if rest:
-                self._hold(key, deque(rest.splitlines(keepends=True)))
+                self._hold(key, deque(_split_lines(rest)))
             return False
         n = len(held) + (1 if tail else 0)
         c.written += n
@@ -364,9 +365,10 @@ class TimelineWriter:
             held_n = 1
         keep: deque[bytes] = deque()
         lost = 0
+        hold = self.retry_lines > 0 and (e is None or e.errno not in _PERMANENT)
         if rest:
-            for line in rest.splitlines(keepends=True):
-                if self.retry_lines and is_kernel_line(line):
+            for line in _split_lines(rest):
+                if hold and is_kernel_line(line):
                     keep.append(line)
                 else:
                     lost += 1
@@ -503,6 +505,15 @@ class TimelineWriter:
 def _keyed(day: str, q: dict[str, list[bytes]]) -> Iterator[tuple[Key, list[bytes]]]:
     for host, lines in q.items():
         yield (host, day), lines
+
+
+def _split_lines(data: bytes) -> list[bytes]:
+    """``data`` cut after each LF (only LF: a timeline line has no other line break, but be exact)."""
+    parts = data.split(b"\n")
+    out = [p + b"\n" for p in parts[:-1]]
+    if parts[-1]:
+        out.append(parts[-1])
+    return out
 
 
 def _close(fd: int) -> None:
