@@ -423,3 +423,67 @@ def final_counters(output: str) -> dict[str, int]:
     """The counters of the server's last line (``stopped: k=v ...``)."""
     line = [ln for ln in output.splitlines() if "stopped: " in ln][-1]
     return {k: int(v) for k, _, v in (kv.partition("=") for kv in line.split("stopped: ", 1)[1].split())}
+
+
+async def test_under_back_pressure_the_flooder_waits_and_a_crashing_host_is_still_read(server):
+    """The disk is stuck and one connection floods: back-pressure holds the flooder, but a host sending a crash
+    trace on another connection is still read, so its incident opens before the disk recovers. Memory stays
+    bounded (twice max_pending_lines plus a read); nothing is lost once the disk is back."""
+    s = await server(**{"timeline.max_pending_lines": 10_000})
+    w = s.srv.writer
+    gate = threading.Event()
+    real = w.write_batch
+
+    def stuck(batch: Any) -> Any:
+        gate.wait(30)
+        return real(batch)
+
+    w.write_batch = stuck
+    n = 40_000
+    peak = 0
+
+    async def flood() -> None:
+        r, wr = await connect(s.tcp)
+        for b in range(0, n, 500):
+            wr.write(b"".join(octet(r5424("flood-02", f"m{k}")) for k in range(b, b + 500)))
+            await wr.drain()
+        wr.close()
+
+    def paused() -> bool:
+        nonlocal peak
+        peak = max(peak, w.pending_lines)
+        return s.srv.tcp_state.paused
+
+    flooder = asyncio.create_task(flood())
+    try:
+        await until(paused, 10, "TCP back-pressure on")
+        vr, vw = await connect(s.tcp)
+        vw.write(b"".join(octet(r5424("victim-02", ln, app="kernel", pri=2)) for ln in CRASH))
+        await vw.drain()
+        inc_dir = s.data / "incidents" / "victim-02"
+        await until(lambda: list(inc_dir.glob("*.json")) if inc_dir.is_dir() else None, 10,
+                    "the victim's incident while the disk is stuck")
+        for _ in range(20):  # and the flooder is still held: the backlog stays bounded
+            await asyncio.sleep(0.01)
+            peak = max(peak, w.pending_lines)
+        assert s.srv.tcp_state.paused and not gate.is_set()
+        assert peak < 10_000 + 6000, peak  # the limit plus at most one read of the flooder
+        # many light senders during the pause are read too, but only up to the hard bound (2 x max_pending)
+        lights = [await connect(s.tcp) for _ in range(100)]
+        for k, (_, lw) in enumerate(lights):
+            lw.write(b"".join(octet(r5424(f"light-{k}", f"m{j}")) for j in range(100)))
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            peak = max(peak, w.pending_lines)
+        assert peak < 2 * 10_000 + 6000, peak
+        assert s.c.tcp_pauses >= 1
+        print(f"backlog peak {peak} lines (max_pending_lines 10000, hard bound 20000)")
+    finally:
+        gate.set()
+    await asyncio.wait_for(flooder, 30)
+    for _, lw in lights:
+        lw.close()
+    vw.close()
+    await until(lambda: s.c.written >= n + len(CRASH) + 10_000, 30, "everything written after the disk recovered")
+    assert len(s.lines("flood-02")) == n and len(s.lines("victim-02")) == len(CRASH)
+    assert sum(len(s.lines(f"light-{k}")) for k in range(100)) == 10_000

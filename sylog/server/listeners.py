@@ -229,7 +229,12 @@ class TcpServerState:
         self.pipeline = pipeline
         self.writer = pipeline.writer
         self.max_pending_lines = max_pending_lines
-        self.paused = False
+        self.paused = False  # back-pressure on: heavy connections held (see over_limit)
+        # Back-pressure is fair: a connection that sent more than ``light`` messages since the last sweep (about a
+        # second) is held; lighter ones (a host sending its crash among a flood) are still read until the
+        # backlog reaches ``hard``, where every connection is held (memory stays bounded).
+        self.light = max(100, max_pending_lines // 100)
+        self.hard = 2 * max_pending_lines
         self.turn_frames = 0  # messages handled in this event-loop turn (fairness budget)
         self.turn_reset_pending = False
         self.counters = counters
@@ -247,6 +252,8 @@ class TcpServerState:
         O(connections). The pending bytes are delivered first (``close``): nothing the client sent is lost."""
         if self.paused:  # a paused connection is silent (and its frame incomplete) because of us
             return 0
+        for c in self.conns:  # shares count messages since the last sweep: who is heavy right now
+            c.share = 0
         n = 0
         if self.idle_timeout > 0:
             limit = now - self.idle_timeout
@@ -272,16 +279,30 @@ class TcpServerState:
         self.turn_frames = 0
         self.turn_reset_pending = False
 
+    def over_limit(self, conn: TcpConnection) -> None:
+        """Back-pressure: the writer is behind (``conn`` just added to the backlog). Hold the heavy connections
+        (senders wait in TCP, nothing is lost); light ones go on being read up to the hard bound."""
+        if not self.paused:
+            self.paused = True
+            self.counters.tcp_pauses += 1
+            log.warning("timeline writer behind (%d lines pending): pausing %s reading from the busiest senders",
+                        self.writer.pending_lines, self.kind.upper())
+            light = self.light
+            for c in self.conns:
+                if c.share > light:
+                    c.hold()
+        if self.writer.pending_lines >= self.hard:
+            self.pause_all()
+        elif conn.share > self.light:
+            conn.hold()
+
     def pause_all(self) -> None:
-        """Back-pressure: the writer is behind; stop reading TCP (senders wait, nothing is lost)."""
-        if self.paused:
-            return
-        self.paused = True
-        self.counters.tcp_pauses += 1
-        log.warning("timeline writer behind (%d lines pending): pausing TCP reading", self.writer.pending_lines)
+        """Hold every connection (the backlog reached the hard bound)."""
+        if not self.paused:
+            self.paused = True
+            self.counters.tcp_pauses += 1
         for c in self.conns:
-            if c.transport is not None:
-                c.transport.pause_reading()
+            c.hold()
 
     def maybe_resume(self) -> None:
         """After a flush: resume reading once the backlog is below half the limit."""
@@ -290,10 +311,13 @@ class TcpServerState:
             now = time.monotonic()
             for c in self.conns:
                 c.last = now
+                c.share = 0
                 if c.frame_since:  # its frame waited on us, not on the sender
                     c.frame_since = now
-                if c.transport is not None and not c.transport.is_closing():
-                    c.transport.resume_reading()
+                if c.held:
+                    c.held = False
+                    if c.transport is not None and not c.transport.is_closing() and not c._yielded:
+                        c.transport.resume_reading()
 
     def close_all(self) -> None:
         """Shutdown: deliver each connection's unterminated tail, then close it."""
@@ -310,8 +334,8 @@ class TcpServerState:
 class TcpConnection(asyncio.BufferedProtocol):
     """One TCP client: bytes -> deframer -> pipeline."""
 
-    __slots__ = ("st", "transport", "peer", "deframer", "last", "nread", "frame_since", "_admitted", "_done",
-                 "_yielded")
+    __slots__ = ("st", "transport", "peer", "deframer", "last", "nread", "frame_since", "share", "held",
+                 "_admitted", "_done", "_yielded")
 
     def __init__(self, st: TcpServerState) -> None:
         self.st = st
@@ -321,6 +345,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         self.last = time.monotonic()
         self.nread = 0  # bytes read on this connection
         self.frame_since = 0.0  # monotonic time the pending incomplete frame began (0.0: none pending)
+        self.share = 0  # messages since the last idle sweep (heavy or light under back-pressure)
+        self.held = False  # reading paused by back-pressure
         self._admitted = False  # holds a slot of st.gate
         self._done = False
         self._yielded = False
@@ -355,8 +381,8 @@ class TcpConnection(asyncio.BufferedProtocol):
         st.conns.add(self)
         c.conn_accepted += 1
         c.conn_open += 1
-        if st.paused:
-            transport.pause_reading()  # type: ignore[attr-defined]
+        if st.paused and st.writer.pending_lines >= st.hard:
+            self.hold()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.st.view
@@ -378,8 +404,9 @@ class TcpConnection(asyncio.BufferedProtocol):
             else:
                 self.st.counters.tls_messages += len(frames)
             self.st.pipeline.process(frames, self.peer, time.time())
+            self.share += len(frames)
             if self.st.writer.pending_lines >= self.st.max_pending_lines:
-                self.st.pause_all()
+                self.st.over_limit(self)
             # libuv reads a busy socket up to 32 times (x 256 KiB) per loop turn: under load, timers (flush,
             # observer tick) would starve for a second and one busy sender would starve the others. Once this
             # turn has handled TURN_BUDGET messages, each busy connection yields until the next turn.
@@ -408,8 +435,15 @@ class TcpConnection(asyncio.BufferedProtocol):
     def _next_turn(self) -> None:
         self._yielded = False
         tr = self.transport
-        if tr is not None and not self.st.paused and not tr.is_closing():
+        if tr is not None and not self.held and not tr.is_closing():
             tr.resume_reading()
+
+    def hold(self) -> None:
+        """Stop reading for back-pressure (resumed by TcpServerState.maybe_resume)."""
+        if not self.held:
+            self.held = True
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.pause_reading()
 
     def eof_received(self) -> bool:
         self.close()
