@@ -72,7 +72,8 @@ class LimitsConfig(_Section):
 class TimelineConfig(_Section):
     flush_interval: Annotated[float, Meta(gt=0, le=60)] = 0.2  # seconds; batches are written at least this often
     max_open_files: Annotated[int, Meta(ge=1)] = 1024  # open timeline files kept cached (LRU)
-    # back-pressure: TCP reading pauses while this many lines wait to be written (memory bound, no TCP loss)
+    # back-pressure: the busiest TCP connections pause while this many lines wait to be written (no TCP loss);
+    # light ones are read up to twice this many (memory bound)
     max_pending_lines: Annotated[int, Meta(ge=1000)] = 200_000
     # disk full / failing: kernel lines a write could not store are held in memory and retried (ordinary lines
     # are counted lost); the queue is bounded by both (0 lines: hold nothing)
