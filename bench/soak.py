@@ -7,7 +7,8 @@ What it does (loopback only, bounded in time: about ``--minutes`` plus at most `
 * starts ``sylog serve`` fresh in a temp dir (bench/targets.py's Sylog, free ports, short ``--incident-quiet``);
 * sends bench/workload.py's mixed workload (daemon + kernel chatter, realistic crash traces injected into
   ``--crashes`` hosts at known rounds) through bench/loadgen.py at ``--rate`` msg/s over ``--senders`` TCP
-  connections, for the load part of the run;
+  connections, for the load part of the run, and beside it the same hosts' chatter over UDP at ``--udp-rate``
+  msg/s (another seed, no crashes; 0 turns UDP off);
 * meanwhile, at ``--bursts`` known times, a burst sender opens its own connection and sends crash traces from
   ``--burst-hosts`` other hosts at once, their lines interleaved (a dying fleet);
 * samples the server's RSS (``/proc/PID/status`` VmRSS) and open fds (``/proc/PID/fd``) every ``--sample`` s;
@@ -19,7 +20,10 @@ What it does (loopback only, bounded in time: about ``--minutes`` plus at most `
     reached once every host has spoken; a burst briefly holds incident files open, hence medians, not maxima);
   - every injected crash exactly one incident, of the trace's kind, and no other incident
     (``sylog incidents --data-dir DIR --json``);
-  - every message accounted for: sent = received, and received = lines in timelines + write_failed + dropped.
+  - every message accounted for: TCP sent = TCP received (no loss over TCP); UDP sent = datagrams read + the
+    kernel's counted drops (udp_kernel_drops) and shed ones are counted (shed_ordinary); and
+    received = lines in timelines + counted drops (write_failed + dropped + internal_errors).
+The load average (1 min) is sampled with RSS and fds: the box is shared, figures mean little without it.
 Exit status 0 when every check passes; the figures are printed and written as JSON (``--out``).
 """
 
@@ -53,6 +57,7 @@ class Sample:
     rss_mb: float
     fds: int
     threads: int
+    load1: float = 0.0  # 1-minute load average of the box
 
 
 @dataclass
@@ -69,7 +74,17 @@ class SoakResult:
     args: dict
     load_seconds: float = 0.0
     sent: int = 0
+    sent_tcp: int = 0
+    sent_udp: int = 0
     received: int = 0
+    received_tcp: int = 0
+    udp_read: int = 0
+    udp_kernel_drops: int = 0
+    udp_shed: int = 0
+    internal_errors: int = 0
+    loadavg_start: float = 0.0
+    loadavg_end: float = 0.0
+    loadavg_max: float = 0.0
     written_lines: int = 0
     write_failed: int = 0
     dropped: int = 0
@@ -189,16 +204,24 @@ def run(a: argparse.Namespace) -> SoakResult:
     res.crashes_expected = len(expected)
 
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="sylog-soak-"))
-    srv = Sylog(workdir, tcp=True, udp=False, incident_quiet=a.quiet)
+    srv = Sylog(workdir, tcp=True, udp=a.udp_rate > 0, incident_quiet=a.quiet)
     log(f"soak: {a.hosts} hosts, {spec.messages:,} messages at {a.rate:,.0f}/s over {load_seconds:.0f}s, "
         f"{len(w.crashes)} workload crashes + {a.bursts} bursts x {a.burst_hosts} hosts; data {srv.data}")
     srv.start()
     lr = LoadRun(spec, target=f"127.0.0.1:{srv.tcp_port}", transport="tcp", framing="octet", rate=a.rate,
                  timeout=load_seconds * 3 + 60)
+    ur = None
+    if a.udp_rate > 0:  # the same hosts' chatter over UDP (another seed, no crash: crashes come by TCP)
+        uspec = WorkloadSpec(hosts=a.hosts, messages=int(a.udp_rate * load_seconds), seed=a.seed + 1000,
+                             crashes=0, senders=1)
+        ur = LoadRun(uspec, target=f"127.0.0.1:{srv.udp_port}", transport="udp", rate=a.udp_rate,
+                     timeout=load_seconds * 3 + 60)
     samples: list[Sample] = []
     stop = threading.Event()
     try:
         lr.start()  # senders render their share, then wait for go
+        if ur is not None:
+            ur.start()
         time.sleep(1.0)
         res.fds_before = proc_sample(srv.pid)[1]
         t_go = time.monotonic()
@@ -209,7 +232,8 @@ def run(a: argparse.Namespace) -> SoakResult:
                     rss, fds, thr = proc_sample(srv.pid)
                 except OSError:
                     return
-                samples.append(Sample(round(time.monotonic() - t_go, 2), round(rss, 1), fds, thr))
+                samples.append(Sample(round(time.monotonic() - t_go, 2), round(rss, 1), fds, thr,
+                                      round(os.getloadavg()[0], 2)))
                 stop.wait(a.sample)
 
         def burster() -> None:
@@ -220,14 +244,22 @@ def run(a: argparse.Namespace) -> SoakResult:
                 log(f"burst at {b.at:.0f}s: {len(b.hosts)} hosts, {b.messages} lines{' ' + b.error if b.error else ''}")
 
         ths = [threading.Thread(target=sampler, daemon=True), threading.Thread(target=burster, daemon=True)]
+        res.loadavg_start = round(os.getloadavg()[0], 2)
         lr.go()
+        if ur is not None:
+            ur.go()
         for t in ths:
             t.start()
         load = lr.wait()
+        uload = ur.wait() if ur is not None else None
+        res.loadavg_end = round(os.getloadavg()[0], 2)
         t_load_end = time.monotonic() - t_go
         ths[1].join(timeout=max(0.0, load_seconds - t_load_end) + 60)
-        log(f"load done at {t_load_end:.0f}s: {load.messages:,} messages sent ({load.summary().get('errors')} errors)")
-        res.sent = load.messages + sum(b.messages for b in bursts)
+        log(f"load done at {t_load_end:.0f}s: {load.messages:,} TCP messages sent ({load.summary().get('errors')} "
+            f"errors){f', {uload.messages:,} UDP' if uload else ''}")
+        res.sent_tcp = load.messages + sum(b.messages for b in bursts)
+        res.sent_udp = uload.messages if uload else 0
+        res.sent = res.sent_tcp + res.sent_udp
         # bounded wait: every expected incident closed (incident quiet) and the pipeline quiet
         deadline = time.monotonic() + a.drain
         found: list[dict] = []
@@ -248,6 +280,8 @@ def run(a: argparse.Namespace) -> SoakResult:
     finally:
         stop.set()
         lr.close()
+        if ur is not None:
+            ur.close()
         rc = srv.stop()
     log(f"server stopped (rc={rc})")
     c = srv.final_counters()
@@ -255,6 +289,11 @@ def run(a: argparse.Namespace) -> SoakResult:
     res.received = c.get("received", -1)
     res.write_failed = c.get("write_failed", 0)
     res.dropped = c.get("dropped", 0)
+    res.internal_errors = c.get("internal_errors", 0)
+    res.received_tcp = c.get("tcp_messages", 0)
+    res.udp_read = c.get("udp_datagrams", 0)
+    res.udp_kernel_drops = c.get("udp_kernel_drops", 0)
+    res.udp_shed = c.get("shed_ordinary", 0)
     res.written_lines = count_lines(srv.timelines)[0]
     found = incidents(srv.data)
 
@@ -283,6 +322,7 @@ def run(a: argparse.Namespace) -> SoakResult:
         res.rss_start_mb = samples[0].rss_mb
         res.rss_end_mb = (load_samples or samples)[-1].rss_mb
         res.rss_peak_mb = max(s.rss_mb for s in samples)
+        res.loadavg_max = max(s.load1 for s in samples)
     res.rss_slope_2nd_half_mb_per_min = round(slope_per_min([(s.t, s.rss_mb) for s in second]), 2)
     res.fds_max_1st_half = max((s.fds for s in first), default=0)
     res.fds_max_2nd_half = max((s.fds for s in second), default=0)
@@ -301,10 +341,34 @@ def run(a: argparse.Namespace) -> SoakResult:
                         and res.fds_median_2nd_half <= res.fds_median_1st_half + 2,
         "every_crash_one_incident": res.crashes_one_incident == res.crashes_expected and not res.incidents_extra,
         "incidents_closed": res.incidents_not_closed == 0,
-        "sent_equals_received": res.sent == res.received,
-        "received_accounted": res.received == res.written_lines + res.write_failed + res.dropped,
+        "tcp_sent_equals_received": res.sent_tcp == res.received_tcp,
+        "udp_sent_accounted": res.sent_udp == res.udp_read + res.udp_kernel_drops,
+        "received_accounted": res.received == res.written_lines + res.write_failed + res.dropped
+                              + res.internal_errors,
     }
     return res
+
+
+def summary(r: SoakResult) -> str:
+    """The figures the issue asks for, in a few lines (also for the README)."""
+    a = r.args
+    return "\n".join([
+        f"soak: {a['minutes']:g} min, {a['hosts']} hosts, TCP {a['rate']:,.0f} msg/s over {a['senders']} connections"
+        f" + UDP {a['udp_rate']:,.0f} msg/s, {a['bursts']} crash bursts x {a['burst_hosts']} hosts;"
+        f" load average (1 min) {r.loadavg_start} at start, {r.loadavg_max} max, {r.loadavg_end} at end",
+        f"memory: RSS {r.rss_start_mb:.1f} MB at start, {r.rss_end_mb:.1f} MB at end, peak {r.rss_peak_mb:.1f} MB;"
+        f" slope over the 2nd half {r.rss_slope_2nd_half_mb_per_min:+.2f} MB/min (limit {a['max_slope']:g})",
+        f"fds: {r.fds_before} before the load, 1st-half plateau {r.fds_median_1st_half:g}, 2nd-half median"
+        f" {r.fds_median_2nd_half:g} (max {r.fds_max_2nd_half}), {r.fds_after} after the load",
+        f"crashes: {r.crashes_expected} injected -> {r.crashes_one_incident} exactly one incident of the right kind;"
+        f" missing {len(r.crashes_missing)}, duplicated {len(r.crashes_duplicated)}, wrong kind"
+        f" {len(r.crashes_wrong_kind)}, extra incidents {len(r.incidents_extra)}, not closed {r.incidents_not_closed}",
+        f"messages: sent {r.sent:,} (TCP {r.sent_tcp:,}, UDP {r.sent_udp:,}); TCP received {r.received_tcp:,};"
+        f" UDP read {r.udp_read:,} + kernel drops {r.udp_kernel_drops:,} (shed {r.udp_shed:,})",
+        f"accounting: received {r.received:,} = written {r.written_lines:,} + write_failed {r.write_failed:,}"
+        f" + dropped {r.dropped:,} + internal_errors {r.internal_errors:,}"
+        f" ({'holds' if r.checks.get('received_accounted') else 'DOES NOT HOLD'})",
+    ])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hosts", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=20_000, help="workload msg/s (all senders)")
     ap.add_argument("--senders", type=int, default=4, help="loadgen TCP connections")
+    ap.add_argument("--udp-rate", type=float, default=2_000, help="UDP msg/s beside the TCP load (0: no UDP)")
     ap.add_argument("--crashes", type=int, default=50, help="workload hosts with a crash injected at a known round")
     ap.add_argument("--bursts", type=int, default=3)
     ap.add_argument("--burst-hosts", type=int, default=100, help="hosts crashing at once in each burst")
@@ -334,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             brief[k] = brief[k][:10] + [f"... {len(brief[k])} in all"]
     print(json.dumps(brief, indent=1))
     print("server counters:", " ".join(f"{k}={v}" for k, v in r.counters.items() if v))
+    print(summary(r))
     ok = all(r.checks.values())
     print(f"soak {'PASSED' if ok else 'FAILED'}: " + ", ".join(f"{k}={'ok' if v else 'FAIL'}"
                                                             for k, v in r.checks.items()))
