@@ -503,11 +503,14 @@ def test_real_full_tmpfs_holds_kernel_lines_and_incident_until_space_returns(tmp
         assert srv.running and _stats(srv).get("write_errors", 0) >= 2
         assert srv.timeline("db-07") == [] and srv.timeline("web-1") == []
 
+        t_free = time.monotonic()
         filler.unlink()  # space returns
         got = wait_for(lambda: len(srv.timeline("web-1")) >= 20 and len(srv.timeline("db-07")) >= len(CRASH)
                        and json_ok(), 15, what="held lines and the incident on disk after space returned",
                        diagnose=srv.dump)
         assert got
+        recovered = time.monotonic() - t_free
+        assert recovered < 2 * 5.0  # quiet hosts: retried at least every RETRY_MAX_BACKOFF seconds
         web = [ln.split(" ", 4)[4] for ln in srv.timeline("web-1")]
         assert web[:20] == [f"[ 99.{i:06d}] EXT4-fs error (device sda1): bad block {i}" for i in range(20)]
         assert web[20:] == []  # the ordinary lines sent while full were lost (counted in write_failed)
@@ -527,7 +530,8 @@ def test_real_full_tmpfs_holds_kernel_lines_and_incident_until_space_returns(tmp
         lines = sum(len(srv.timeline(h)) for h in ("warm", "web-1", "db-07"))
         assert s["received"] == lines + s["write_failed"], s  # every message accounted for
         print(f"tmpfs 256k: received={s['received']} written={lines} write_failed={s['write_failed']} "
-              f"held_then_written={s['write_retry_written']} write_errors={s['write_errors']}")
+              f"held_then_written={s['write_retry_written']} write_errors={s['write_errors']} "
+              f"space-back->held lines and incident on disk {recovered:.2f}s")
     finally:
         if srv is not None and srv.running:
             srv.kill()
