@@ -80,10 +80,10 @@ async def test_failed_writes_are_counted_and_retried(tmp_path):
     real = e.store.write_batch
     fail = {"on": True}
 
-    def flaky(items):
+    def flaky(items, durable=True):  # the loop's first publication (durable=False) fails the same way
         if fail["on"]:
             return [(h, i, OSError(28, "No space left on device")) for h, i, _, _ in items]
-        return real(items)
+        return real(items, durable)
 
     e.store.write_batch = flaky
     feed = Feeder(e, t0=time.time())
@@ -116,3 +116,38 @@ async def test_listeners_hear_opened_and_closed_after_write(tmp_path):
         await task
         await e.aclose()
     assert [h[0] for h in heard] == ["opened", "closed"] and all(h[2] for h in heard)
+
+
+async def test_new_incident_visible_before_the_writer_thread_syncs_it(tmp_path):
+    """The first version is published on the loop (temp + rename, no fsync): visible while the writer thread is
+    stuck in a slow fsync; listeners hear of it only once the thread has synced it."""
+    import threading
+
+    e = IncidentEngine(str(tmp_path), detector=FakeDetector(), quiet=60)
+    heard = []
+    e.listeners.append(lambda ev, inc: heard.append(ev))
+    gate = threading.Event()
+    real_sync = e.store.sync_batch
+
+    def slow_sync(keys):
+        gate.wait(10)
+        return real_sync(keys)
+
+    e.store.sync_batch = slow_sync
+    feed = Feeder(e, t0=time.time())
+    try:
+        feed("db", OOPS[0])
+        (p,) = await _wait(lambda: _jsons(tmp_path), timeout=2)
+        inc = orjson.loads(p.read_bytes())
+        assert inc["state"] == "open" and inc["lines"] == 1
+        assert p.with_suffix(".log").is_file()
+        assert not [q for q in p.parent.iterdir() if q.name.startswith(".")]  # no temp file left behind
+        assert e.counters["published"] == 1 and heard == []
+        e.tick(time.time())  # hands the fsync to the (blocked) writer thread
+        await asyncio.sleep(0.05)
+        assert heard == []
+        gate.set()
+        await _wait(lambda: heard == ["opened"])
+    finally:
+        gate.set()
+        await e.aclose()

@@ -54,6 +54,18 @@ def test_write_failure_is_reported_not_raised(tmp_path):
     assert st.paths("fine", ok.id)[0].is_file()
 
 
+def test_publish_without_fsync_then_sync(tmp_path):
+    st = IncidentStore(tmp_path)
+    inc = Incident(id="20261125T101500Z-abcdef", host="db", kind="oops")
+    assert st.write_batch([("db", inc.id, encode(inc), b"ctx\n")], durable=False) == []
+    jp, lp = st.paths("db", inc.id)
+    assert decode(jp.read_bytes()).id == inc.id and lp.read_bytes() == b"ctx\n"
+    assert not [q for q in jp.parent.iterdir() if q.name.startswith(".")]
+    assert st.sync_batch([("db", inc.id)]) == []
+    failed = st.sync_batch([("db", "20261125T101500Z-000000")])  # never written: reported, not raised
+    assert [f[1] for f in failed] == ["20261125T101500Z-000000"]
+
+
 WRITER = textwrap.dedent("""
     import os, sys
     from sylog.incidents.model import Incident, encode

@@ -5,9 +5,16 @@ every incident that changed since the last tick to disk in ONE executor hop (a d
 one incident never race and never queue behind other work); ``aclose()`` persists open incidents as ``open`` (a
 restart resumes or closes them) and waits for the last write.
 
-Latency: a trigger emits ``opened`` at once; the next tick (the server calls it every 100-200 ms) snapshots it and
-writes it, so it is on disk well within 1 s. A failed write (ENOSPC, EIO) is counted and retried with backoff; the
-incident stays in memory meanwhile (bounded by ``max_pending``).
+Latency: a trigger emits ``opened`` and schedules a write for right after the current read batch (``call_soon``).
+The FIRST version of a new incident is published there, on the loop: temp file + rename without fsync (a few
+page-cache syscalls, at most ``FAST_MAX`` incidents per kick), so it is visible in a few ms even when an fsync
+takes hundreds of ms under heavy timeline writing, and never waits for the writer thread, the GIL or another
+incident's write in flight. The writer thread then fsyncs those files and their directory (``sync_batch``) before
+listeners hear about them: listeners still only learn of incidents that are durably on disk. Every later version
+is written by the writer thread, fsync before rename. Measured under 100k msg/s background TCP load on a busy
+2-core machine: the time from receipt to a visible JSON fell from up to 1 s (fsync behind another incident's
+fsync) to a few ms. A failed write (ENOSPC, EIO) is counted and retried with backoff; the incident stays in
+memory meanwhile (bounded by ``max_pending``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from sylog.incidents.ring import pack
 from sylog.incidents.store import IncidentStore, separator
 
 log = logging.getLogger("sylog.incidents")
+
+FAST_MAX = 32  # new incidents published on the loop per kick (~0.1 ms each); a storm's rest goes to the thread
 
 Listener = Callable[[str, Incident], None]
 
@@ -42,6 +51,8 @@ class IncidentEngine:
         self.feed = self.corr.feed  # the hot path: no extra Python frame per message
         self.max_pending = max_pending
         self._dirty: dict[str, OpenIncident] = {}  # id -> record to write at the next tick
+        self._fresh: dict[str, None] = {}  # ids (in order) opened and never written: published on the loop (see module doc)
+        self._unsynced: list[tuple] = []  # snapshots published without fsync: the writer thread syncs them next
         self._events: dict[str, list[str]] = {}  # id -> events not yet announced to listeners
         self._inflight: asyncio.Future | None = None
         self._writing: dict[str, OpenIncident] = {}  # id -> record whose snapshot is being written right now
@@ -52,7 +63,7 @@ class IncidentEngine:
         self._retry_at = 0.0
         self._backoff = 0.0
         self.listeners: list[Listener] = []
-        self.counters = {"writes": 0, "write_errors": 0, "write_batches": 0, "pending_dropped": 0,
+        self.counters = {"writes": 0, "write_errors": 0, "write_batches": 0, "pending_dropped": 0, "published": 0,
                          "recovered_resumed": 0, "recovered_closed": 0, "recover_unreadable": 0}
         if recover:
             self._recover(clock())
@@ -72,12 +83,14 @@ class IncidentEngine:
         if event != "updated":
             self._events.setdefault(iid, []).append(event)
             if event == "opened":
+                self._fresh[iid] = None
                 self._schedule_kick()
         if len(self._dirty) > self.max_pending:  # disk gone for long: keep the newest, count the rest
             old = next(iter(self._dirty))
             if old != iid:
                 self._dirty.pop(old, None)
                 self._events.pop(old, None)
+                self._fresh.pop(old, None)
                 self.counters["pending_dropped"] += 1
 
     def _snapshot(self, rec: OpenIncident) -> tuple[OpenIncident, str, str, bytes, bytes, list[str]]:
@@ -114,17 +127,34 @@ class IncidentEngine:
         loop.call_soon(self._kick)
 
     def _flush(self, now: float) -> None:
-        """Snapshot every changed incident and hand them to the writer thread in one hop."""
-        if not self._dirty or now < self._retry_at:
+        """Publish new incidents at once (loop), then snapshot every changed one and hand them to the writer
+        thread in one hop (with the fsyncs the published ones still need)."""
+        if (not self._dirty and not self._unsynced) or now < self._retry_at:
             return
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if self._fresh:
+            if loop is not None:
+                self._publish()
+            else:
+                self._fresh.clear()  # no loop (tools, tests): the synchronous durable write below is as fast
         if self._inflight is not None and not self._inflight.done():
             return  # one batch at a time; the next tick takes what piled up
-        batch = [self._snapshot(r) for r in self._dirty.values()]
+        batch = [(*self._snapshot(r), False) for r in self._dirty.values()]
+        if self._unsynced:
+            writing = {b[2] for b in batch}  # a full durable write supersedes a bare fsync of the same incident
+            for u in self._unsynced:
+                if u[2] in writing:
+                    next(b for b in batch if b[2] == u[2])[5][:0] = u[5]  # its events, in order
+                else:
+                    batch.append(u)
+            self._unsynced = []
         self._writing = dict(self._dirty)
         self._dirty.clear()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        self._fresh.clear()  # new incidents not published above are in this durable batch
+        if loop is None:
             self._done(batch, self._write(batch), now)
             return
         if self._executor is None:
@@ -156,9 +186,37 @@ class IncidentEngine:
         fut.add_done_callback(done)
         self._packing = fut
 
+    def _publish(self) -> None:
+        """Loop thread: write the first version of up to FAST_MAX new incidents without fsync (visible now; the
+        next writer-thread batch fsyncs them). A failure leaves them to the ordinary durable path."""
+        ids = [i for i in self._fresh if i in self._dirty][:FAST_MAX]
+        for i in ids:
+            del self._fresh[i]
+        if not ids:
+            return
+        snaps = [self._snapshot(self._dirty[i]) for i in ids]
+        try:
+            failed = {iid for _, iid, _ in self.store.write_batch([(h, i, jb, lb) for _, h, i, jb, lb, _ in snaps],
+                                                                   durable=False)}
+        except Exception:  # e.g. a store stand-in without durable=: the thread path writes them all
+            failed = set(ids)
+        for snap in snaps:
+            rec, iid = snap[0], snap[2]
+            if iid in failed:
+                self._events.setdefault(iid, [])[:0] = snap[5]
+                continue
+            if self._dirty.get(iid) is rec:
+                del self._dirty[iid]
+            self._unsynced.append((*snap, True))
+            self.counters["published"] += 1
+
     def _write(self, batch: list) -> list[tuple[str, BaseException]]:
-        """Executor thread: the only place incident files are written."""
-        failed = self.store.write_batch([(h, i, jb, lb) for _, h, i, jb, lb, _ in batch])
+        """Executor thread: incident files are written (and published ones fsynced) here and only here, except
+        the first version of a new incident (:meth:`_publish`)."""
+        failed = self.store.write_batch([(h, i, jb, lb) for _, h, i, jb, lb, _, synced in batch if not synced])
+        keys = [(h, i) for _, h, i, _, _, _, synced in batch if synced]
+        if keys:
+            failed = [*failed, *self.store.sync_batch(keys)]
         return [(iid, e) for _, iid, e in failed]
 
     def _done(self, batch: list, failed: list[tuple[str, BaseException]], now: float) -> None:
@@ -177,10 +235,10 @@ class IncidentEngine:
             self._backoff = 0.0
             if any(self._events.get(i) for i in self._dirty):  # triggers that came during this write
                 self._schedule_kick()
-        for rec, _, iid, _, _, events in batch:
+        for rec, _, iid, _, _, events, _ in batch:
             if iid in bad:
                 if iid not in self._dirty:
-                    self._dirty[iid] = rec
+                    self._dirty[iid] = rec  # retried as an ordinary durable write (a failed fsync too)
                 self._events.setdefault(iid, [])[:0] = events
                 continue
             for ev in events:
@@ -203,7 +261,7 @@ class IncidentEngine:
                 except Exception:
                     pass
                 self._inflight = None
-            if not self._dirty:
+            if not self._dirty and not self._unsynced:
                 break
             self._retry_at = 0.0
             self.tick(self.clock())
@@ -222,8 +280,11 @@ class IncidentEngine:
 
     def flush_sync(self) -> None:
         """Write everything pending now, in this thread (tests, tools without a loop)."""
-        if self._dirty:
-            batch = [self._snapshot(r) for r in self._dirty.values()]
+        if self._dirty or self._unsynced:
+            batch = [(*self._snapshot(r), False) for r in self._dirty.values()]
+            batch += [u for u in self._unsynced if u[2] not in self._dirty]
+            self._unsynced = []
+            self._fresh.clear()
             self._dirty.clear()
             self._done(batch, self._write(batch), self.clock())
 

@@ -1,10 +1,19 @@
 """Incident files: ``DATA/incidents/<host>/<id>.json`` (the Incident) and ``<id>.log`` (context, separator, crash).
 
-Every write is atomic (temp file in the same directory, fsync, rename), so a reader — or a restart after kill -9 —
-only ever sees a previous complete version or the new complete one. The ``.log`` is renamed before the ``.json``
-so a JSON never announces lines its log does not have. Directories are 0700, files 0600.
+Every write is atomic (temp file in the same directory, complete, then renamed), so a reader — or a restart after
+kill -9 — only ever sees a previous complete version or the new complete one. The ``.log`` is renamed before the
+``.json`` so a JSON never announces lines its log does not have. Directories are 0700, files 0600.
 
-Blocking functions: the engine calls them from an executor thread, one batch per tick.
+Durability: a durable write (the default) fsyncs the temp file before the rename and the directory after it. The
+engine publishes the FIRST version of a new incident with ``durable=False`` (temp + rename, no fsync: visible
+within a millisecond instead of after an fsync that can take hundreds of ms while the timelines are being
+written) and then calls :meth:`IncidentStore.sync_batch` on its writer thread, which fsyncs the files and their
+directory. So the file is never half-written for any reader or after a kill; only a power loss in the few ms
+between the rename and that fsync can lose (or, on filesystems without rename ordering, empty) that first
+version, which recovery then counts as unreadable.
+
+Blocking functions: the engine calls them from an executor thread, one batch per tick (except the
+``durable=False`` first version, written on the event loop: a few page-cache syscalls).
 """
 
 from __future__ import annotations
@@ -60,26 +69,64 @@ class IncidentStore:
                 pass
         self._made.add(key)
 
-    def write(self, host: str, iid: str, json_bytes: bytes, log_bytes: bytes | None) -> None:
-        """Atomically write one incident's files (``log_bytes`` None: leave the .log as it is)."""
+    def write(self, host: str, iid: str, json_bytes: bytes, log_bytes: bytes | None, durable: bool = True) -> None:
+        """Atomically write one incident's files (``log_bytes`` None: leave the .log as it is); ``durable`` False:
+        no fsync (call :meth:`sync` later)."""
         jp, lp = self.paths(host, iid)
         self._ensure_dir(jp.parent)
         if log_bytes is not None:
-            _atomic_write(lp, log_bytes)
-        _atomic_write(jp, json_bytes)
+            _atomic_write(lp, log_bytes, durable)
+        _atomic_write(jp, json_bytes, durable)
 
-    def write_batch(self, items: list[tuple[str, str, bytes, bytes | None]]) -> list[tuple[str, str, OSError]]:
+    def sync(self, host: str, iid: str) -> None:
+        """fsync an incident's files as they are now (after a ``durable=False`` write); a missing .log is fine."""
+        jp, lp = self.paths(host, iid)
+        for p in (lp, jp):
+            try:
+                fd = os.open(p, os.O_RDONLY)
+            except FileNotFoundError:
+                if p is jp:
+                    raise
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def sync_batch(self, keys: list[tuple[str, str]]) -> list[tuple[str, str, OSError]]:
+        """:meth:`sync` many incidents and their directories (writer thread); returns the failures."""
+        return self._batch([(h, i, None, None) for h, i in keys])
+
+    def write_batch(self, items: list[tuple[str, str, bytes, bytes | None]],
+                    durable: bool = True) -> list[tuple[str, str, OSError]]:
         """Write many incidents; one failure (ENOSPC, EIO) does not stop the others. Returns the failures.
 
         fsync costs ~3 ms per file on a VM disk and a crash storm writes hundreds of incidents at once: the files
-        are written by up to FSYNC_THREADS threads, whose fsyncs the filesystem journal commits together (~5x)."""
+        are written by up to FSYNC_THREADS threads, whose fsyncs the filesystem journal commits together (~5x).
+        ``durable`` False: written in the calling thread, no fsync (the engine's first version of a new incident;
+        it calls :meth:`sync_batch` for them next)."""
+        if not durable:
+            failed: list[tuple[str, str, OSError]] = []
+            for host, iid, jb, lb in items:
+                try:
+                    self.write(host, iid, jb, lb, False)
+                except OSError as e:
+                    failed.append((host, iid, e))
+            return failed
+        return self._batch(items)
+
+    def _batch(self, items: list[tuple[str, str, bytes | None, bytes | None]]) -> list[tuple[str, str, OSError]]:
+        """Durable writes (json None: fsync what is there) on up to FSYNC_THREADS threads, then the directories."""
         failed: list[tuple[str, str, OSError]] = []
         dirs: set[Path] = set()
 
         def one(item: tuple[str, str, bytes, bytes | None]) -> None:
             host, iid, jb, lb = item
             try:
-                self.write(host, iid, jb, lb)
+                if jb is None:
+                    self.sync(host, iid)
+                else:
+                    self.write(host, iid, jb, lb)
                 dirs.add(self.paths(host, iid)[0].parent)
             except OSError as e:
                 failed.append((host, iid, e))
@@ -173,7 +220,7 @@ def read_log(path: Path) -> tuple[bytes, list[bytes]]:
     return data[:i], lines
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -182,7 +229,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
