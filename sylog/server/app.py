@@ -244,7 +244,7 @@ class Server:
                                max_pending_lines=cfg.timeline.max_pending_lines)
                 rd.start(loop)
                 self.udp_transports.append(rd)
-                self._udp_inodes.add(os.fstat(s.fileno()).st_ino)
+                self._udp_inodes.update(rd.inodes())  # the listening socket and its kernel-line socket
                 addr = s.getsockname()
                 self.udp_addresses.append(addr)
                 parts.append(f"udp={format_address(addr)} (SO_RCVBUF asked {lim.udp_rcvbuf}, granted {granted})")
@@ -255,9 +255,11 @@ class Server:
                 addr = s.getsockname()
                 self.tcp_addresses.append(addr)
                 parts.append(f"tcp={format_address(addr)}")
-        log.info("listening %s data_dir=%s loop=%s max_message_size=%d max_connections=%d%s pid=%d",
+        log.info("listening %s data_dir=%s loop=%s max_message_size=%d max_connections=%d%s per_peer=%s "
+                 "frame_timeout=%gs pid=%d",
                  " ".join(parts) or "(no listeners)", self.data_dir, _loop_name(loop), lim.max_message_size,
-                 max_conns, f" (RLIMIT_NOFILE {nofile})" if max_conns < lim.max_connections else "", os.getpid())
+                 max_conns, f" (RLIMIT_NOFILE {nofile})" if max_conns < lim.max_connections else "",
+                 lim.max_connections_per_peer or "off", lim.frame_timeout, os.getpid())
         if any(a is not None for a in self.access.lists.values()):
             log.info("allowlists: %s", self.access.describe())
         self._tasks = [
