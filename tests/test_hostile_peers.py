@@ -220,7 +220,7 @@ async def test_slowloris_is_bounded_and_does_not_block_other_hosts(server):
     await asyncio.wait_for(asyncio.gather(*slowpokes), 15)
     assert s.c.conn_frame_timeouts == 10 and s.c.conn_idle_closed == 0
     assert max(t_closed.values()) < 0.5 + 2.5, t_closed  # frame_timeout + sweep interval + scheduling slack
-    assert max(lat) < 1.0, lat  # the good host was never held up behind the slow ones
+    assert max(lat) < 2.0, lat  # the good host was never held up behind the slow ones (~10 s each unbounded)
     for i in range(10):  # nothing the client sent is lost: each partial frame is stored, a prefix of the body
         (line,) = await s.flushed(f"slow-{i}", 1)
         msg = line.split(" ", 4)[4]
@@ -248,7 +248,7 @@ async def test_steady_sender_with_frames_split_across_reads_is_not_a_slowloris(s
 
 
 async def test_many_half_open_connections_do_not_stop_service_and_are_closed_by_idle_timeout(server):
-    s = await server(**{"limits.tcp_idle_timeout": 1.0, "limits.frame_timeout": 0.0})
+    s = await server(**{"limits.tcp_idle_timeout": 3.0, "limits.frame_timeout": 0.0})
     silent = [await connect(s.tcp) for _ in range(150)]
     halves = []
     for i in range(50):  # half a frame each (LF framing, no LF), never finished, never closed
@@ -257,12 +257,11 @@ async def test_many_half_open_connections_do_not_stop_service_and_are_closed_by_
         halves.append((r, w))
     await asyncio.gather(*(w.drain() for _, w in halves))
     await until(lambda: s.c.conn_open == 200, 10, "200 half-open connections")
-    t0 = time.monotonic()
     r, w = await connect(s.tcp)  # service goes on meanwhile
     w.write(b"".join(octet(r5424("alive", f"m{k}")) for k in range(100)))
     await w.drain()
     await s.flushed("alive", 100)
-    assert time.monotonic() - t0 < 0.9, "served before the idle timeout cleared anything"
+    assert s.c.conn_idle_closed == 0 and s.c.conn_open == 201, "served while all 200 were still open"
     for rr, _ in silent + halves:
         assert await closed_by_server(rr, 10)
     assert s.c.conn_idle_closed >= 200
