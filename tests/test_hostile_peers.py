@@ -428,7 +428,9 @@ async def test_under_back_pressure_the_flooder_waits_and_a_crashing_host_is_stil
     """The disk is stuck and one connection floods: back-pressure holds the flooder, but a host sending a crash
     trace on another connection is still read, so its incident opens before the disk recovers. Memory stays
     bounded (twice max_pending_lines plus a read); nothing is lost once the disk is back."""
-    s = await server(**{"timeline.max_pending_lines": 10_000})
+    # idle and frame timeouts far shorter than the stall: a held connection is silent because of us, never swept
+    s = await server(**{"timeline.max_pending_lines": 10_000, "limits.tcp_idle_timeout": 0.3,
+                        "limits.frame_timeout": 0.3})
     w = s.srv.writer
     gate = threading.Event()
     real = w.write_batch
@@ -476,6 +478,8 @@ async def test_under_back_pressure_the_flooder_waits_and_a_crashing_host_is_stil
             peak = max(peak, w.pending_lines)
         assert peak < 2 * 10_000 + 6000, peak
         assert s.c.tcp_pauses >= 1
+        await asyncio.sleep(0.7)  # the stall goes on past twice both timeouts: the condition under test
+        assert s.c.conn_idle_closed == 0 and s.c.conn_frame_timeouts == 0
         print(f"backlog peak {peak} lines (max_pending_lines 10000, hard bound 20000)")
     finally:
         gate.set()
