@@ -453,3 +453,47 @@ def test_restart_after_a_torn_last_line_starts_a_new_line(sylog_server_factory: 
              diagnose=srv.dump)
     lines = (hdir / f"{day}.log").read_text().splitlines()
     assert lines[-1].endswith(" after restart") and "cut off" not in lines[-1], lines
+
+
+# ------------------------------------------------------------------------------------------------------- slow disk
+
+
+async def test_shutdown_drain_outlasts_back_pressure_on_a_slow_disk(tmp_path: Path) -> None:
+    """SIGTERM while back-pressure holds every connection because each timeline write takes 300 ms (a slow disk):
+    input is then silent for longer than the drain's 100 ms quiet time, but only because sylog is not reading. The
+    bytes the kernel accepted must still all be read and stored (in-process server: the slow write is injected)."""
+    from conftest import until
+
+    from sylog.config import load_config
+    from sylog.server.app import Server
+
+    data = tmp_path / "data"
+    cfgf = tmp_path / "sylog.toml"
+    cfgf.write_text(f'data_dir = "{data}"\nstats_interval = 0.0\n[listen]\nudp = []\ntcp = ["127.0.0.1:0"]\n'
+                    "[timeline]\nmax_pending_lines = 1000\nflush_interval = 0.05\n")
+    srv = Server(load_config(cfgf))
+    await srv.start()
+    real_write = srv.writer.write_batch
+
+    def slow_write(batch: Any) -> Any:
+        time.sleep(0.3)
+        return real_write(batch)
+
+    srv.writer.write_batch = slow_write  # type: ignore[method-assign]
+    try:
+        senders = [Sender(srv.tcp_addresses[0][1], [f"slow-{s}-{h}" for h in range(10)], per_host=200, chunk=500,
+                          close=False) for s in range(2)]
+        for s in senders:
+            s.start()
+        await until(lambda: all(s.done_sending.is_set() for s in senders), 30, what="the kernel took every byte")
+        assert all(s.error is None for s in senders), [s.error for s in senders]
+        await until(lambda: srv.counters.tcp_pauses > 0, 10, what="back-pressure")
+        srv.request_stop()
+        await srv.shutdown()
+    finally:
+        for s in senders:
+            s.finish()
+        await srv.shutdown()
+    total = sum(sum(s.sent.values()) for s in senders)
+    missing = {h: s.sent[h] - len(seqs(read_timeline(data, h), h)) for s in senders for h in s.hosts}
+    assert srv.counters.received == total and not any(missing.values()), (srv.counters.summary(), missing)

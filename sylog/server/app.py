@@ -369,13 +369,16 @@ class Server:
                 await loop.connect_accepted_socket(lambda: TcpConnection(st), conn)  # type: ignore[arg-type]
             except OSError:
                 conn.close()
-        # Drain: established connections and UDP keep being read until input is quiet for 100 ms.
+        # Drain: established connections and UDP keep being read until input is quiet for 100 ms. Quiet while
+        # back-pressure holds connections is our silence, not the senders' (a slow disk): their bytes wait unread
+        # in the kernel, so keep draining (the flusher still runs and resumes them), within SHUTDOWN_DRAIN.
         c = self.counters
         deadline = time.monotonic() + SHUTDOWN_DRAIN
         last = -1
         while time.monotonic() < deadline:
             now_seen = c.bytes_read + c.udp_datagrams + c.conn_accepted + c.netconsole_datagrams
-            if now_seen == last:
+            held = any(st is not None and st.paused for st in (self.tcp_state, self.tls_state))
+            if now_seen == last and not held:
                 break
             last = now_seen
             await asyncio.sleep(0.1)
