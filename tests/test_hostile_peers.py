@@ -94,7 +94,7 @@ def _self_signed(d: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sylog.test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=1))
@@ -203,13 +203,13 @@ async def test_slowloris_is_bounded_and_does_not_block_other_hosts(server):
         w.close()
 
     async def good() -> list[float]:
-        r, w = await connect(s.tcp)
+        _, w = await connect(s.tcp)
         lat = []
         for k in range(30):
             t = time.monotonic()
             w.write(octet(r5424("good", f"msg {k}")))
             await w.drain()
-            await until(lambda: len(s.lines("good")) > k, 5, f"good msg {k}")
+            await until(lambda k=k: len(s.lines("good")) > k, 5, f"good msg {k}")
             lat.append(time.monotonic() - t)
         w.close()
         return lat
@@ -326,7 +326,7 @@ async def test_lying_counts_and_oversized_frames_close_only_that_connection(serv
 
 async def test_nul_invalid_utf8_and_path_tricks_over_tcp(server, tmp_path):
     s = await server()
-    r, w = await connect(s.tcp)
+    _, w = await connect(s.tcp)
     w.write(octet(r5424("bin", "a\0b").replace(b"a\0b", b"nul\x00inside \xff\xfe\xc3\x28 end"))  # one frame
             + b"<13>1 - bin app - - - lf\x00framed nul ends a frame\n"
             + b"".join(octet(r5424(h, f"from {h}")) for h in ("../../etc", "a/b/../../c", "/abs", "..", "x" * 400))
@@ -444,7 +444,7 @@ async def test_under_back_pressure_the_flooder_waits_and_a_crashing_host_is_stil
     peak = 0
 
     async def flood() -> None:
-        r, wr = await connect(s.tcp)
+        _, wr = await connect(s.tcp)
         for b in range(0, n, 500):
             wr.write(b"".join(octet(r5424("flood-02", f"m{k}")) for k in range(b, b + 500)))
             await wr.drain()
@@ -458,7 +458,7 @@ async def test_under_back_pressure_the_flooder_waits_and_a_crashing_host_is_stil
     flooder = asyncio.create_task(flood())
     try:
         await until(paused, 10, "TCP back-pressure on")
-        vr, vw = await connect(s.tcp)
+        _, vw = await connect(s.tcp)
         vw.write(b"".join(octet(r5424("victim-02", ln, app="kernel", pri=2)) for ln in CRASH))
         await vw.drain()
         inc_dir = s.data / "incidents" / "victim-02"
