@@ -22,6 +22,7 @@ class Counters:
         "framing_fallbacks",  # digit-led frames without '<' after the count, read as LF lines
         "udp_datagrams", "udp_empty", "udp_errors",
         "udp_kernel_drops",  # datagrams the kernel dropped on our sockets (rcvbuf full), from /proc/net/udp
+        "shed_ordinary",     # UDP datagrams read but not processed: the reader was behind, kernel lines went first
         "conn_accepted", "conn_open", "conn_refused", "conn_idle_closed",
         "conn_refused_per_peer",  # TCP/TLS connections refused: limits.max_connections_per_peer open from that IP
         "conn_frame_timeouts",  # TCP/TLS connections closed: a frame incomplete past limits.frame_timeout (slowloris)

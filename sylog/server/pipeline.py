@@ -1,8 +1,9 @@
 """The per-message path: parse -> fold host -> format line -> timeline writer -> observers.
 
-The shell hands over a whole batch (every frame of one TCP read, or one UDP datagram) with the peer address and
-one receive time, so the clock is read and the time stamp formatted once per batch, not per message. The loop
-body is plain attribute-free local calls; nothing here does I/O. A Pipeline holds no global state, so a later
+The shell hands over a whole batch (every frame of one TCP read with its peer address, or every UDP datagram read
+in one wake with one peer per datagram: :meth:`Pipeline.process_datagrams`) and one receive time, so the clock is
+read and the time stamp formatted once per batch, not per message. The loop body is plain attribute-free local
+calls; nothing here does I/O. A Pipeline holds no global state, so a later
 multi-core change can run one per SO_REUSEPORT worker process (timeline files are O_APPEND whole-line writes).
 
 Observers (the incident engine is one) see every accepted message::
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any, Protocol
 
 from sylog.syslog.hostnames import fold_host
@@ -65,7 +67,25 @@ class Pipeline:
             self.peer_listeners.append(note)
 
     def process(self, frames: list[bytes], peer: str, now: float) -> None:
-        """Handle every frame of one read; never raises."""
+        """Handle every frame of one read from one peer (a TCP/TLS read); never raises."""
+        host = self._run(frames, repeat(peer), now, None)
+        if host is not None and self.peer_listeners:
+            self._note_peer(peer, host)
+
+    def process_datagrams(self, frames: list[bytes], peers: list[str], now: float) -> None:
+        """Handle a batch of UDP datagrams read in one wake, ``peers[i]`` the sender of ``frames[i]``: one clock
+        read, one time stamp and one writer queue lookup for the whole batch (the per-datagram call cost is what
+        made UDP lose messages). Peer listeners hear each distinct peer once, with the host of its last message.
+        Never raises."""
+        last: dict[str, str] | None = {} if self.peer_listeners else None
+        self._run(frames, peers, now, last)
+        if last:
+            for peer, host in last.items():
+                self._note_peer(peer, host)
+
+    def _run(self, frames: list[bytes], peers: Iterable[str], now: float, last: dict[str, str] | None) -> str | None:
+        """The shared loop: parse, fold, format, queue, observe. ``last`` (when given) collects peer -> host of
+        its last message. Returns the host of the last message (None: nothing stored)."""
         c = self.counters
         stamp, day = self._tc.stamp(now)
         parse = self.parse
@@ -74,7 +94,7 @@ class Pipeline:
         dedup = self.dedup
         n5424 = n3164 = nerr = 0
         host = None
-        for raw in frames:
+        for raw, peer in zip(frames, peers):
             try:
                 msg = parse(raw)
                 host = fold_host(msg.hostname, peer)
@@ -88,6 +108,8 @@ class Pipeline:
                 self._internal_error(e, raw)
                 nerr += 1
                 continue
+            if last is not None:
+                last[peer] = host
             f = msg.format
             if f == "rfc5424":
                 n5424 += 1
@@ -103,12 +125,6 @@ class Pipeline:
                         ob.feed(host, now, msg, line)
                     except Exception as e:
                         self._observer_error(ob, e)
-        if host is not None and self.peer_listeners:
-            for fn in self.peer_listeners:
-                try:
-                    fn(peer, host)
-                except Exception as e:
-                    self._observer_error(fn, e)
         n = len(frames)
         self.writer.added(n - nerr)
         c.received += n
@@ -116,6 +132,14 @@ class Pipeline:
         c.rfc5424 += n5424
         c.rfc3164 += n3164
         c.raw += n - n5424 - n3164 - nerr
+        return host if n > nerr else None
+
+    def _note_peer(self, peer: str, host: str) -> None:
+        for fn in self.peer_listeners:
+            try:
+                fn(peer, host)
+            except Exception as e:
+                self._observer_error(fn, e)
 
     def process_messages(self, items: list[tuple[str, Message]], now: float) -> None:
         """Messages built by a listener itself (netconsole: no syslog to parse), each with its host already
