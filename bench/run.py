@@ -164,6 +164,7 @@ def bench_udp(a: argparse.Namespace, write: bool = True) -> dict:
             fr[t] = statistics.median(fracs)
             kf = [r.kernel_received / r.kernel_sent for r in rs if r.kernel_sent]
             counted = [r.server_counters.get("udp_kernel_drops", 0) + r.server_counters.get("dropped", 0)
+                       + r.server_counters.get("shed_ordinary", 0)
                        for r in rs if r.server_counters]
             lost = [r.lost for r in rs if r.server_counters]
             out_rows.append([rate, t, statistics.median([r.send_rate for r in rs]), fr[t],
@@ -183,7 +184,7 @@ def bench_udp(a: argparse.Namespace, write: bool = True) -> dict:
             "fraction received: lines in the timelines (sink: datagrams read) / datagrams sent. RcvbufErrors is "
             "system-wide (/proc/net/snmp), so other traffic on the machine can add to it. 'kernel lines received': "
             "the same fraction for kern-facility lines only (about 8% of the mix) - whether overload sheds "
-            "ordinary messages first. 'drops counted': sylog's own final counter line (udp_kernel_drops + dropped) "
+            "ordinary messages first. 'drops counted': sylog's own final counter line (udp_kernel_drops + shed_ordinary + dropped) "
             "against the datagrams missing from its timelines - is every loss visible to the operator? sylog and rsyslog ask for an 8 MiB SO_RCVBUF(FORCE). The senders compete with "
             "the receiver for the 2 cores: 'achieved send' below 'offered' means the machine could not offer more."]
     if write:

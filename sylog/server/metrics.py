@@ -63,7 +63,7 @@ class SylogCollector:
         m.add_metric(["denied"], d["denied_datagrams"])
         m.add_metric(["udp_kernel"], d["udp_kernel_drops"])
         m.add_metric(["internal_error"], d["internal_errors"])
-        m.add_metric(["shed"], d["dropped"])
+        m.add_metric(["shed"], d["dropped"] + d["shed_ordinary"])
         yield m
         yield counter("sylog_bytes_received", "bytes of accepted messages", d["bytes"])
         yield counter("sylog_tcp_bytes_read", "raw bytes read from TCP/TLS connections", d["bytes_read"])
