@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import read_timeline, until
+
 from sylog.config import Config, apply_overrides
 from sylog.server.allow import Access, Allowlist, parse_networks
 from sylog.server.app import Server

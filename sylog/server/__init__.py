@@ -3,8 +3,8 @@
 Shape (one process)::
 
     listeners.py  TcpConnection (BufferedProtocol, one shared read buffer) -> TcpDeframer (sans-IO)
-                  UdpListener (one datagram = one message)
-        |  every frame of one read/datagram, with the peer address and ONE receive time
+    udp.py        UdpReader (batched reads: every datagram of one wake, kernel lines steered to their own socket)
+        |  every frame of one TCP read (one peer) or every datagram of one UDP wake (a peer each), ONE receive time
         v
     pipeline.py   parse (lenient) -> fold_host -> format line -> writer queue -> observer.feed(...)
         v

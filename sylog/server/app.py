@@ -25,7 +25,7 @@ from sylog.server.allow import Access, DenyLog
 from sylog.server.counters import Counters
 from sylog.server.hostmap import HostMap
 from sylog.server.listeners import (
-    BindError, ConnGate, NetconsoleListener, TcpConnection, TcpServerState, UdpListener, format_address,
+    BindError, ConnGate, NetconsoleListener, TcpConnection, TcpServerState, format_address,
     make_socket, set_rcvbuf, udp_kernel_drops,
 )
 from sylog.server.pipeline import Observer, Pipeline

@@ -16,7 +16,7 @@ import socket
 import time
 from typing import Any
 
-from sylog.syslog.framing import TcpDeframer, Truncated, udp_frame
+from sylog.syslog.framing import TcpDeframer
 
 log = logging.getLogger("sylog.server")
 
@@ -485,41 +485,6 @@ class TcpConnection(asyncio.BufferedProtocol):
 
     def __hash__(self) -> int:
         return id(self)
-
-
-class UdpListener(asyncio.DatagramProtocol):
-    """One datagram is one message."""
-
-    def __init__(self, pipeline: Any, counters: Any, max_message_size: int, access: Any = None,
-                 deny_log: Any = None) -> None:
-        self.pipeline = pipeline
-        self.counters = counters
-        self.max_message_size = max_message_size
-        self.access = access
-        self.deny_log = deny_log
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        c = self.counters
-        c.udp_datagrams += 1
-        peer = addr[0] if addr else "unknown"
-        if _denied(self.access, self.deny_log, "udp", peer):
-            c.denied_datagrams += 1
-            return
-        c.udp_messages += 1
-        frame = udp_frame(data, self.max_message_size)
-        if frame is None:
-            c.udp_empty += 1
-            return
-        if type(frame) is Truncated:
-            c.truncated += 1
-        self.pipeline.process([frame], peer, time.time())
-
-    def error_received(self, exc: Exception) -> None:
-        self.counters.udp_errors += 1
 
 
 class NetconsoleListener(asyncio.DatagramProtocol):
