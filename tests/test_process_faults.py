@@ -49,7 +49,7 @@ CRASH = [
     "[ 4242.000015] Rebooting in 10 seconds..",
 ]
 SPLIT = 8  # crash lines sent before the kill; the rest after the restart
-QUIET = 4.0  # --incident-quiet of the kill -9 test's restarted server
+QUIET = 6.0  # --incident-quiet of the kill -9 test's restarted server
 STATS_INTERVAL = 0.1  # --stats-interval of the kill -9 test: its received= counts bound the loss
 
 FLUSH_INTERVAL = 0.2  # the default [timeline] flush_interval the README documents
