@@ -358,6 +358,7 @@ LOGROTATE_CONF = """\
 """
 
 
+@pytest.mark.realclient
 def test_logrotate_postrotate_sighup_loses_nothing(sylog_server_factory: Any, tmp_path: Path) -> None:
     logrotate = require_binary("logrotate")
     srv = sylog_server_factory("--stats-interval", "0")
