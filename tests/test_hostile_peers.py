@@ -509,6 +509,8 @@ def test_connection_flood_against_sylog_serve_is_capped_and_counted(sylog_server
     srv = sylog_server_factory("--config", str(cfg))
     addr = (srv.host, srv.tcp_port)
     opened: list[socket.socket] = []
+    # sources other than 127.0.0.1: the fixture's readiness probe (from 127.0.0.1) may still hold a slot of that
+    # address when the first of these arrive
 
     def open_from(source: str, n: int) -> list[socket.socket]:
         out = []
@@ -521,23 +523,23 @@ def test_connection_flood_against_sylog_serve_is_capped_and_counted(sylog_server
         return out
 
     try:
-        ok = open_from("127.0.0.1", 8)
+        ok = open_from("127.0.0.11", 8)
         for s in ok:  # admitted (the per-peer count is taken at accept: wait until these are in before more)
             s.sendall(octet(r5424("cap-a", "in")))
-        wait_for(lambda: len(read_timeline(srv.data_dir, "cap-a")) == 8, 10, what="8 admitted from 127.0.0.1",
+        wait_for(lambda: len(read_timeline(srv.data_dir, "cap-a")) == 8, 10, what="8 admitted from 127.0.0.11",
                  diagnose=srv.dump)
-        assert all(_refused(s) for s in open_from("127.0.0.1", 10))  # per-peer cap
-        ok2 = open_from("127.0.0.2", 8)
+        assert all(_refused(s) for s in open_from("127.0.0.11", 10))  # per-peer cap
+        ok2 = open_from("127.0.0.12", 8)
         for s in ok2:
             s.sendall(octet(r5424("cap-b", "in")))
-        wait_for(lambda: len(read_timeline(srv.data_dir, "cap-b")) == 8, 10, what="8 admitted from 127.0.0.2",
+        wait_for(lambda: len(read_timeline(srv.data_dir, "cap-b")) == 8, 10, what="8 admitted from 127.0.0.12",
                  diagnose=srv.dump)
-        third = open_from("127.0.0.3", 8)  # 4 fit under the global cap of 20, then refused
+        third = open_from("127.0.0.13", 8)  # 4 fit under the global cap of 20, then refused
         for s in third[:4]:
             s.sendall(octet(r5424("cap-c", "in")))
         assert all(_refused(s) for s in third[4:])
-        assert all(_refused(s) for s in open_from("127.0.0.4", 50))
-        wait_for(lambda: len(read_timeline(srv.data_dir, "cap-c")) == 4, 10, what="4 admitted from 127.0.0.3",
+        assert all(_refused(s) for s in open_from("127.0.0.14", 50))
+        wait_for(lambda: len(read_timeline(srv.data_dir, "cap-c")) == 4, 10, what="4 admitted from 127.0.0.13",
                  diagnose=srv.dump)
     finally:
         for s in opened:
@@ -546,7 +548,7 @@ def test_connection_flood_against_sylog_serve_is_capped_and_counted(sylog_server
     final = final_counters(srv.output(tail=100_000))
     assert final["conn_refused"] == 54 and final["conn_refused_per_peer"] == 10, final
     assert final["conn_accepted"] == 20 + 1 and final["received"] == 20, final  # + the fixture's readiness probe
-    assert srv.output(tail=100_000).count("refusing connection from") == 1
+    assert 1 <= srv.output(tail=100_000).count("refusing connection from") <= 2  # 64 refusals, one line per 10 s
 
 
 def test_conn_gate_accounting() -> None:
