@@ -405,7 +405,7 @@ def test_one_flooding_connection_does_not_delay_another_hosts_crash(sylog_server
     print(f"crash->incident {latency * 1000:.0f} ms while flooding; flood of {FLOOD} took {flood_secs:.2f} s; "
           f"{flood_done_at_incident / total:.0%} of it written when the incident appeared")
     assert flood_done_at_incident < total, "the flood had finished: the test proved nothing"
-    assert latency < flood_secs / 3, (latency, flood_secs)  # typically 100-140 ms vs a 1.2-2 s flood (2 cores)
+    assert latency < flood_secs / 3, (latency, flood_secs)  # measured 11 ms vs a 1.2-1.5 s flood (2 cores)
     (inc,) = [json.loads(p.read_bytes()) for p in (srv.data_dir / "incidents" / "victim-01").glob("*.json")]
     assert inc["kind"] == "page-fault" and inc["fatal"] is True
     victim = read_timeline(srv.data_dir, "victim-01")
