@@ -120,9 +120,8 @@ def test_one_pipeline_call_per_batch_with_framing_and_counters() -> None:
     pl = RecordingPipeline()
     rd, c, sock = make_reader(pl, max_message_size=100)
     with sock:
-        items = [(r5424("a", "one") + b"\n", ("10.0.0.1", 5000)), (b"\r\n\0", ("10.0.0.2", 5000)),
-                 (r5424("b", "x" * 200), ("10.0.0.2", 5001)), (r5424("c", "three"), ("10.0.0.3", 7))]
-        rd.handle(items)
+        rd.handle([r5424("a", "one") + b"\n", b"\r\n\0", r5424("b", "x" * 200), r5424("c", "three")],
+                  ["10.0.0.1", "10.0.0.2", "10.0.0.2", "10.0.0.3"])
     assert len(pl.calls) == 1
     frames, peers = pl.calls[0]
     assert frames[0] == r5424("a", "one") and len(frames[1]) == 100 and frames[2] == r5424("c", "three")
@@ -136,13 +135,14 @@ def test_allowlist_decided_once_per_distinct_peer_per_batch() -> None:
     dl = CountingDenyLog()
     rd, c, sock = make_reader(pl, access=access, deny_log=dl)
     with sock:
-        items = [(r5424("h", f"m{i}"), (f"{'10.0.0' if i % 2 else '192.0.2'}.{i % 4}", 9)) for i in range(40)]
-        rd.handle(items)
+        frames = [r5424("h", f"m{i}") for i in range(40)]
+        senders = [f"{'10.0.0' if i % 2 else '192.0.2'}.{i % 4}" for i in range(40)]
+        rd.handle(frames, senders)
         assert sorted(dl.calls) == [("udp", "192.0.2.0"), ("udp", "192.0.2.2")]  # not 20 calls
         assert c.denied_datagrams == 20 and c.udp_messages == 20
         assert all(p.startswith("10.0.0.") for p in pl.calls[0][1]) and len(pl.calls[0][0]) == 20
         access.lists = Access().lists  # a reload opens the listener to everyone: the next batch sees it
-        rd.handle(items[:4])
+        rd.handle(frames[:4], senders[:4])
         assert len(pl.calls[1][0]) == 4 and c.denied_datagrams == 20
 
 
@@ -153,22 +153,22 @@ def test_overload_without_steering_passes_kernel_lines_and_counts_the_shed() -> 
         pl.writer.pending_lines = 5000  # the writer is far behind: pressure on every wake
         sent_kernel = sent = 0
         for wake in range(8):
-            items = []
+            frames = []
             for i in range(500):
                 kern = i % 20 == 0
-                items.append((r5424(f"h{i % 9}", f"w{wake} i{i}", pri=3 if kern else 86), ("10.0.0.1", 1)))
+                frames.append(r5424(f"h{i % 9}", f"w{wake} i{i}", pri=3 if kern else 86))
                 sent_kernel += kern
-            sent += len(items)
-            rd.handle(items, fill=0.9, full=True)
+            sent += len(frames)
+            rd.handle(frames, ["10.0.0.1"] * len(frames), fill=0.9, full=True)
         got = [f for frames, _ in pl.calls for f in frames]
         assert sum(f.startswith(b"<3>") for f in got) == sent_kernel  # every kernel line went on
         assert c.shed_ordinary > 0.8 * (sent - sent_kernel)  # most ordinary ones were shed ...
         assert len(got) + c.shed_ordinary == sent  # ... and every one of them is counted
         pl.writer.pending_lines = 0  # caught up: after a few calm wakes nothing is shed any more
         for _ in range(40):
-            rd.handle([(r5424("h", "calm"), ("10.0.0.1", 1))], fill=0.0)
+            rd.handle([r5424("h", "calm")], ["10.0.0.1"], fill=0.0)
         before = c.shed_ordinary
-        rd.handle([(r5424("h", "calm"), ("10.0.0.1", 1))] * 10, fill=0.0)
+        rd.handle([r5424("h", "calm")] * 10, ["10.0.0.1"] * 10, fill=0.0)
         assert c.shed_ordinary == before and not rd.policy.shedding
 
 
@@ -199,8 +199,16 @@ def sender(src: str = "127.0.0.1") -> socket.socket:
     return u
 
 
-async def test_burst_lands_whole_in_batches_with_per_peer_hosts(server, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("threaded", "steer"), [(True, True), (False, True), (True, False), (False, False)])
+async def test_burst_lands_whole_in_batches_with_per_peer_hosts(server, tmp_path: Path, monkeypatch,
+                                                                threaded: bool, steer: bool) -> None:
+    from sylog.server import udp
+
+    monkeypatch.setattr(udp, "MMSG_AVAILABLE", threaded and udp.MMSG_AVAILABLE)
+    if not steer:
+        monkeypatch.setattr(udp, "kernel_socket", lambda sock: None)
     srv = await server(**{"limits.max_message_size": 300})
+    assert srv.udp_transports[0].threaded == (threaded and udp.MMSG_AVAILABLE)
     data = tmp_path / "data"
     addr = srv.udp_addresses[0][:2]
     calls: list[int] = []
@@ -248,7 +256,12 @@ async def test_allowlist_per_peer_and_reload_over_loopback(server, tmp_path: Pat
     assert srv.counters.denied_datagrams == 11
 
 
-async def test_kernel_lines_survive_when_ordinary_overflow_and_every_loss_is_counted(server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("threaded", [True, False])
+async def test_kernel_lines_survive_when_ordinary_overflow_and_every_loss_is_counted(server, tmp_path: Path,
+                                                                                     monkeypatch, threaded: bool) -> None:
+    from sylog.server import udp
+
+    monkeypatch.setattr(udp, "MMSG_AVAILABLE", threaded and udp.MMSG_AVAILABLE)
     srv = await server(**{"limits.udp_rcvbuf": 65536})
     rd = srv.udp_transports[0]
     if not rd.steering:
@@ -277,7 +290,12 @@ async def test_kernel_lines_survive_when_ordinary_overflow_and_every_loss_is_cou
     assert len(lines) + c.udp_kernel_drops + c.shed_ordinary == sent  # ... and each loss is counted
 
 
-async def test_shutdown_delivers_what_the_socket_still_holds(server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("threaded", [True, False])
+async def test_shutdown_delivers_what_the_socket_still_holds(server, tmp_path: Path, monkeypatch,
+                                                             threaded: bool) -> None:
+    from sylog.server import udp
+
+    monkeypatch.setattr(udp, "MMSG_AVAILABLE", threaded and udp.MMSG_AVAILABLE)
     srv = await server()
     srv.udp_transports[0].pause_reading()
     with sender() as u:
