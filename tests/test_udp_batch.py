@@ -304,3 +304,20 @@ async def test_shutdown_delivers_what_the_socket_still_holds(server, tmp_path: P
     srv.request_stop()
     await asyncio.wait_for(srv.shutdown(), 30)
     assert len(read_timeline(tmp_path / "data", "late")) == 200
+
+
+async def test_ipv6_sender_address_names_the_host(server, tmp_path: Path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    srv = await server(**{"listen.udp": ["[::1]:0"], "listen.tcp": ["[::1]:0"], "listen.udp_allow": ["::1/128"]})
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as u:
+        for i in range(3):
+            u.sendto(r5424("-", f"v6 {i}", pri=4 if i == 1 else 30), srv.udp_addresses[0][:2])
+    await until(lambda: len(read_timeline(tmp_path / "data", "::1")) == 3, 10, "3 lines under ::1")
+    assert srv.counters.denied_datagrams == 0
