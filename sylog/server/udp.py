@@ -532,7 +532,7 @@ class UdpReader:
         o_on = k_on = False
         c = self.counters
         while not self._stop:
-            want_k = self._reading and kfd >= 0
+            want_k = self._reading and kfd >= 0 and self._queued < 4 * QUEUE_MAX  # a flood of <0>..<7> is bounded too
             want_o = self._reading and not self.held and self._queued < QUEUE_MAX
             if want_o != o_on:
                 if want_o:
