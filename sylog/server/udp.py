@@ -33,6 +33,7 @@ import asyncio
 import errno
 import logging
 import mmap
+import operator
 import os
 import select
 import socket
@@ -65,6 +66,7 @@ _KERNEL_PRI = frozenset(b"<%d>" % i for i in range(8))  # facility 0 (kern), any
 _KERNEL_TAG = b" kernel"  # RFC 3164 "HOST kernel: ..." / RFC 5424 "HOST kernel PROCID" (relays that lose facility)
 _KERNEL_TAG_WITHIN = 160  # bytes searched for the tag: header only, not the whole message
 _STRIP = b"\r\n\0"
+_ENDS_STRIP = operator.methodcaller("endswith", (b"\n", b"\r", b"\0"))
 
 SO_ATTACH_REUSEPORT_CBPF = 51  # Linux >= 4.5
 
@@ -621,7 +623,11 @@ class UdpReader:
         strip = _STRIP
         empty = trunc = denied = 0
         access = self.access
-        if access is None or access.lists.get("udp") is None:
+        open_ = access is None or access.lists.get("udp") is None
+        lens = list(map(len, datagrams))
+        if n and open_ and min(lens) > 0 and max(lens) <= maxsize and not any(map(_ENDS_STRIP, datagrams)):
+            frames, peers = datagrams, senders  # the common case, checked at C speed: nothing to strip or cut
+        elif open_:
             for d, peer in zip(datagrams, senders):
                 if d and d[-1] not in strip and len(d) <= maxsize:  # the common case: nothing to strip or cut
                     fa(d)
