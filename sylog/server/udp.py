@@ -552,7 +552,9 @@ class UdpReader:
                 ready = poller.poll(100)
             except InterruptedError:
                 continue
-            for fd, _ in ready:
+            for fd, ev in ready:
+                if ev & select.POLLNVAL:  # our socket was closed under us (no close() call): nothing left to read
+                    return
                 if fd == self._wake_fd:
                     try:
                         os.eventfd_read(self._wake_fd)
