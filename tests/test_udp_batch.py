@@ -321,3 +321,13 @@ async def test_ipv6_sender_address_names_the_host(server, tmp_path: Path) -> Non
             u.sendto(r5424("-", f"v6 {i}", pri=4 if i == 1 else 30), srv.udp_addresses[0][:2])
     await until(lambda: len(read_timeline(tmp_path / "data", "::1")) == 3, 10, "3 lines under ::1")
     assert srv.counters.denied_datagrams == 0
+
+
+async def test_steering_keeps_the_port_exclusive(server) -> None:
+    """The listening socket joins a SO_REUSEPORT group for the kernel-line socket; a second daemon binding the
+    port the ordinary way must still be refused (``address already in use``), as before."""
+    srv = await server()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        with pytest.raises(OSError) as e:
+            other.bind(srv.udp_addresses[0][:2])
+    assert e.value.errno == 98  # EADDRINUSE
