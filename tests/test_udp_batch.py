@@ -199,16 +199,16 @@ def sender(src: str = "127.0.0.1") -> socket.socket:
     return u
 
 
-@pytest.mark.parametrize(("threaded", "steer"), [(True, True), (False, True), (True, False), (False, False)])
+@pytest.mark.parametrize("steer", [True, False])
 async def test_burst_lands_whole_in_batches_with_per_peer_hosts(server, tmp_path: Path, monkeypatch,
-                                                                threaded: bool, steer: bool) -> None:
+                                                                steer: bool) -> None:
     from sylog.server import udp
 
-    monkeypatch.setattr(udp, "MMSG_AVAILABLE", threaded and udp.MMSG_AVAILABLE)
     if not steer:
         monkeypatch.setattr(udp, "kernel_socket", lambda sock: None)
     srv = await server(**{"limits.max_message_size": 300})
-    assert srv.udp_transports[0].threaded == (threaded and udp.MMSG_AVAILABLE)
+    if not steer:
+        assert not srv.udp_transports[0].steering
     data = tmp_path / "data"
     addr = srv.udp_addresses[0][:2]
     calls: list[int] = []
@@ -256,12 +256,7 @@ async def test_allowlist_per_peer_and_reload_over_loopback(server, tmp_path: Pat
     assert srv.counters.denied_datagrams == 11
 
 
-@pytest.mark.parametrize("threaded", [True, False])
-async def test_kernel_lines_survive_when_ordinary_overflow_and_every_loss_is_counted(server, tmp_path: Path,
-                                                                                     monkeypatch, threaded: bool) -> None:
-    from sylog.server import udp
-
-    monkeypatch.setattr(udp, "MMSG_AVAILABLE", threaded and udp.MMSG_AVAILABLE)
+async def test_kernel_lines_survive_when_ordinary_overflow_and_every_loss_is_counted(server, tmp_path: Path) -> None:
     srv = await server(**{"limits.udp_rcvbuf": 65536})
     rd = srv.udp_transports[0]
     if not rd.steering:
@@ -290,12 +285,7 @@ async def test_kernel_lines_survive_when_ordinary_overflow_and_every_loss_is_cou
     assert len(lines) + c.udp_kernel_drops + c.shed_ordinary == sent  # ... and each loss is counted
 
 
-@pytest.mark.parametrize("threaded", [True, False])
-async def test_shutdown_delivers_what_the_socket_still_holds(server, tmp_path: Path, monkeypatch,
-                                                             threaded: bool) -> None:
-    from sylog.server import udp
-
-    monkeypatch.setattr(udp, "MMSG_AVAILABLE", threaded and udp.MMSG_AVAILABLE)
+async def test_shutdown_delivers_what_the_socket_still_holds(server, tmp_path: Path) -> None:
     srv = await server()
     srv.udp_transports[0].pause_reading()
     with sender() as u:
@@ -327,7 +317,6 @@ async def test_steering_keeps_the_port_exclusive(server) -> None:
     """The listening socket joins a SO_REUSEPORT group for the kernel-line socket; a second daemon binding the
     port the ordinary way must still be refused (``address already in use``), as before."""
     srv = await server()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
-        with pytest.raises(OSError) as e:
-            other.bind(srv.udp_addresses[0][:2])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other, pytest.raises(OSError) as e:
+        other.bind(srv.udp_addresses[0][:2])
     assert e.value.errno == 98  # EADDRINUSE

@@ -5,8 +5,10 @@ stamp, writer queue lookup, counters) per datagram - about 13 us per message aga
 the kernel socket buffer overflowed from 50k msg/s on. :class:`UdpReader` instead watches non-blocking sockets
 with ``loop.add_reader`` (asyncio and uvloop alike) and on each wake drains up to :data:`BATCH` datagrams with
 ``recvfrom`` in a tight loop, then hands the whole batch to :meth:`Pipeline.process_datagrams` in ONE call.
-(``recvmmsg`` through ctypes was measured too: the kernel's own per-datagram cost, ~0.9 us on this VM, dominates;
-it saved ~0.4 of ~1.7 us per datagram, not worth the code.)
+Measured and dropped: ``recvmmsg`` through ctypes (the kernel's own per-datagram cost, ~0.9 us on this VM,
+dominates: read + process cost the same 6-7 us per message either way), and a reader thread with ``recvmmsg``
+(every GIL re-acquisition after a syscall waits up to the 5 ms switch interval while the loop is busy, so reading
+and processing serialise anyway; no gain at 200k msg/s, more code).
 
 Why kernel-first: when messages arrive faster than the pipeline handles them, the kernel drops whatever does not
 fit in the socket buffer - kernel lines (the crash traces sylog exists for) as often as sshd chatter. Reading a
@@ -30,15 +32,11 @@ which also knows relayed lines tagged ``kernel``) always do; the rest are counte
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import mmap
 import operator
 import os
-import select
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,9 +49,6 @@ log = logging.getLogger("sylog.server")
 #: Datagrams read per wake at most: big enough that the per-wake costs (pipeline call, time stamp, buffer level)
 #: vanish per message, small enough that one wake (~5 ms of processing) does not starve timers and TCP.
 BATCH = 1024
-#: Reader thread: datagrams handed to the loop and not yet processed, beyond which ordinary ones are left in the
-#: kernel buffer (bounded memory; the kernel counts what overflows).
-QUEUE_MAX = 8 * BATCH
 #: Datagrams read (and processed) at shutdown after the socket is closed to new wakes.
 CLOSE_DRAIN = 64 * BATCH
 
@@ -213,106 +208,9 @@ class ShedPolicy:
         return kf, kp, shed
 
 
-try:  # recvmmsg(2) through ctypes: Linux/glibc
-    import ctypes
-
-    _recvmmsg = ctypes.CDLL(None, use_errno=True).recvmmsg
-
-    class _Iovec(ctypes.Structure):
-        _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-    class _Msghdr(ctypes.Structure):
-        _fields_ = [("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32),
-                    ("msg_iov", ctypes.c_void_p), ("msg_iovlen", ctypes.c_size_t),
-                    ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t),
-                    ("msg_flags", ctypes.c_int)]
-
-    class _Mmsghdr(ctypes.Structure):
-        _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
-
-    MMSG_AVAILABLE = hasattr(os, "eventfd")
-except (OSError, AttributeError, ImportError):  # pragma: no cover - not Linux/glibc
-    MMSG_AVAILABLE = False
-
-_MSG_DONTWAIT = 0x40
-_NAME_SLOT = 32  # bytes per sender address (sockaddr_in 16, sockaddr_in6 28)
-
-
-class MmsgReceiver:
-    """``recvmmsg`` into ``n`` preallocated slots of ``slot`` bytes: one syscall per batch, GIL released.
-
-    The slots live in an anonymous mmap, so only the pages datagrams touch become resident. A datagram longer than
-    a slot is cut by the kernel; slots are max_message_size + 1 bytes (at most 64 KiB, the UDP maximum) so the
-    framing still sees the cut and counts it."""
-
-    def __init__(self, sock: socket.socket, n: int, slot: int) -> None:
-        self.fd = sock.fileno()
-        self.n = n
-        self.slot = slot
-        self.v6 = sock.family == socket.AF_INET6
-        self._buf = mmap.mmap(-1, n * slot)
-        self._names = mmap.mmap(-1, n * _NAME_SLOT)
-        self._cbuf = ctypes.c_char.from_buffer(self._buf)  # kept: the addresses below point into these
-        self._cnames = ctypes.c_char.from_buffer(self._names)
-        base = ctypes.addressof(self._cbuf)
-        nbase = ctypes.addressof(self._cnames)
-        self._iov = (_Iovec * n)()
-        self._msgs = (_Mmsghdr * n)()
-        iov0 = ctypes.addressof(self._iov)
-        isz = ctypes.sizeof(_Iovec)
-        namelen = 28 if self.v6 else 16
-        for i in range(n):
-            self._iov[i].iov_base = base + i * slot
-            self._iov[i].iov_len = slot
-            h = self._msgs[i].msg_hdr
-            h.msg_iov = iov0 + i * isz
-            h.msg_iovlen = 1
-            h.msg_name = nbase + i * _NAME_SLOT
-            h.msg_namelen = namelen  # the kernel writes back the same size for every sender of this family
-        self._hdr = memoryview(self._msgs).cast("B")
-        self._mv = memoryview(self._buf)
-        self._lens: dict[int, struct.Struct] = {}
-        self._peers: dict[bytes, str] = {}
-
-    def recv(self, datagrams: list[bytes], peers: list[str]) -> int:
-        """Append what is queued (up to ``n``) and the senders' addresses; returns how many (0: nothing)."""
-        k = _recvmmsg(self.fd, self._msgs, self.n, _MSG_DONTWAIT, None)
-        if k <= 0:
-            err = ctypes.get_errno()
-            if k == 0 or err in (errno.EAGAIN, errno.EINTR):
-                return 0
-            raise OSError(err, os.strerror(err))
-        st = self._lens.get(k)
-        if st is None:
-            st = self._lens[k] = struct.Struct("56xI4x" * k)  # msg_len of each mmsghdr (64 bytes on LP64)
-        mv = self._mv
-        slot = self.slot
-        datagrams += [bytes(mv[o:o + ln]) for o, ln in zip(range(0, k * slot, slot), st.unpack_from(self._hdr))]
-        names = self._names
-        cache = self._peers
-        if self.v6:
-            keys = [names[o + 8:o + 24] for o in range(0, k * _NAME_SLOT, _NAME_SLOT)]
-        else:
-            keys = [names[o + 4:o + 8] for o in range(0, k * _NAME_SLOT, _NAME_SLOT)]
-        for key in keys:
-            p = cache.get(key)
-            if p is None:
-                if len(cache) > 100_000:
-                    cache.clear()
-                p = cache[key] = socket.inet_ntop(socket.AF_INET6 if self.v6 else socket.AF_INET, key)
-            peers.append(p)
-        return k
-
 
 class UdpReader:
-    """One UDP listening socket (plus its kernel-line socket, see the module doc) read in batches.
-
-    Reading runs in a thread of its own where ``recvmmsg`` is available (:class:`MmsgReceiver`: one syscall per
-    batch with the GIL released, so the kernel's copy of each datagram - about half the cost of reading it - runs
-    beside the event loop instead of on it), handing each batch to the loop; elsewhere on the loop itself with
-    ``add_reader`` + ``recvfrom``. Processing (:meth:`handle` -> pipeline) is always on the loop thread.
-    The hand-over queue is bounded (:data:`QUEUE_MAX`): beyond it ordinary datagrams wait in the kernel buffer
-    (whose overflow is counted) while kernel lines are still taken.
+    """One UDP listening socket (plus its kernel-line socket, see the module doc) read in batches on the loop.
 
     Transport-like for the server: :meth:`pause_reading`, :meth:`resume_reading`, :meth:`close` (reads what is
     still queued, bounded, then closes), :meth:`is_closing`, :meth:`get_extra_info`; :meth:`inodes` for the
@@ -321,7 +219,7 @@ class UdpReader:
 
     def __init__(self, sock: socket.socket, pipeline: Any, counters: Any, max_message_size: int,
                  access: Any = None, deny_log: Any = None, *, max_pending_lines: int = 200_000,
-                 batch: int = BATCH, steer: bool = True, threaded: bool = True, policy: ShedPolicy | None = None,
+                 batch: int = BATCH, steer: bool = True, policy: ShedPolicy | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         sock.setblocking(False)
         self.sock = sock
@@ -339,20 +237,11 @@ class UdpReader:
         self.policy = policy or ShedPolicy()
         self.clock = clock
         self.held = False  # steering: the ordinary socket is not read while the writer is over its backlog limit
-        self.threaded = threaded and MMSG_AVAILABLE
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reading = False
         self._closed = False
         self._meminfo = True  # SO_MEMINFO works here (cleared at the first failure)
         self._logged = -LOG_EVERY  # monotonic time of the last shedding log line
-        # reader thread state (threaded mode)
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._pending: list[tuple[list[bytes], list[str], bool]] = []
-        self._queued = 0  # datagrams handed over and not yet taken by the loop
-        self._scheduled = False
-        self._stop = False
-        self._wake_fd = -1
 
     @property
     def steering(self) -> bool:
@@ -366,18 +255,9 @@ class UdpReader:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.writer.on_flushed.append(self._release)
-        if self.threaded:
-            self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self._reading = True
-            self._thread = threading.Thread(target=self._thread_main, name="sylog-udp", daemon=True)
-            self._thread.start()
-        else:
-            self.resume_reading()
+        self.resume_reading()
 
     def pause_reading(self) -> None:
-        if self.threaded:
-            self._reading = False  # the thread checks this before every read
-            return
         if self._reading and self._loop is not None:
             if not self.held:
                 self._loop.remove_reader(self.sock.fileno())
@@ -386,11 +266,6 @@ class UdpReader:
         self._reading = False
 
     def resume_reading(self) -> None:
-        if self.threaded:
-            if not self._closed:
-                self._reading = True
-                self._wake()
-            return
         if not self._reading and not self._closed and self._loop is not None:
             if not self.held:
                 self._loop.add_reader(self.sock.fileno(), self._on_readable)
@@ -409,16 +284,9 @@ class UdpReader:
         return default
 
     def close(self) -> None:
-        """Stop reading; deliver what was handed over and what the sockets still hold (bounded), then close."""
+        """Stop watching; deliver what the sockets still hold (bounded), then close them."""
         if self._closed:
             return
-        if self._thread is not None:
-            self._stop = True
-            self._wake()
-            self._thread.join(5.0)
-            self._deliver()
-            self._reading = False
-            self.threaded = False
         self.pause_reading()
         self._closed = True
         self.held = False
@@ -428,9 +296,6 @@ class UdpReader:
         self.sock.close()
         if self.ksock is not None:
             self.ksock.close()
-        if self._wake_fd >= 0 and (self._thread is None or not self._thread.is_alive()):
-            os.close(self._wake_fd)
-            self._wake_fd = -1
         try:
             self.writer.on_flushed.remove(self._release)
         except ValueError:
@@ -440,7 +305,7 @@ class UdpReader:
         """Steering, writer over its backlog limit: stop reading ordinary datagrams (the kernel socket goes on)."""
         if not self.held:
             self.held = True
-            if not self.threaded and self._reading and self._loop is not None:
+            if self._reading and self._loop is not None:
                 self._loop.remove_reader(self.sock.fileno())
             if time.monotonic() - self._logged > LOG_EVERY:
                 self._logged = time.monotonic()
@@ -452,12 +317,10 @@ class UdpReader:
         """After a flush: read ordinary datagrams again once the backlog is below half the limit."""
         if self.held and self.writer.pending_lines < self.max_pending_lines // 2:
             self.held = False
-            if self.threaded:
-                self._wake()
-            elif self._reading and self._loop is not None and not self._closed:
+            if self._reading and self._loop is not None and not self._closed:
                 self._loop.add_reader(self.sock.fileno(), self._on_readable)
 
-    # -- reading on the loop (no recvmmsg; and the final drain at close) -------------------------------------------
+    # -- reading ---------------------------------------------------------------------------------------------------
     def _fill(self) -> float | None:
         """How full the socket receive buffer is (0..1), or None where SO_MEMINFO is not available."""
         if not self._meminfo:
@@ -512,104 +375,7 @@ class UdpReader:
             self.handle(datagrams, peers)
         return n
 
-    # -- reading in a thread (recvmmsg) -----------------------------------------------------------------------------
-    def _wake(self) -> None:
-        if self._wake_fd >= 0:
-            try:
-                os.eventfd_write(self._wake_fd, 1)
-            except OSError:
-                pass
-
-    def _thread_main(self) -> None:
-        """Reader thread: wait for data, read a batch per socket (ordinary, then kernel) with recvmmsg, hand it
-        to the loop. Ordinary datagrams are left in the kernel while paused, held (writer backlog) or while
-        QUEUE_MAX datagrams wait for the loop; kernel ones only while paused."""
-        slot = min(self.recv_size, 65536)
-        osock = MmsgReceiver(self.sock, self.batch, slot)
-        ksock = MmsgReceiver(self.ksock, self.batch, slot) if self.ksock is not None else None
-        poller = select.poll()
-        poller.register(self._wake_fd, select.POLLIN)
-        ofd = self.sock.fileno()
-        kfd = self.ksock.fileno() if self.ksock is not None else -1
-        o_on = k_on = False
-        c = self.counters
-        while not self._stop:
-            want_k = self._reading and kfd >= 0 and self._queued < 4 * QUEUE_MAX  # a flood of <0>..<7> is bounded too
-            want_o = self._reading and not self.held and self._queued < QUEUE_MAX
-            if want_o != o_on:
-                if want_o:
-                    poller.register(ofd, select.POLLIN)
-                else:
-                    poller.unregister(ofd)
-                o_on = want_o
-            if want_k != k_on:
-                if want_k:
-                    poller.register(kfd, select.POLLIN)
-                else:
-                    poller.unregister(kfd)
-                k_on = want_k
-            try:  # woken by data, or by _wake() (resume, release, room in the queue, stop)
-                ready = poller.poll(100)
-            except InterruptedError:
-                continue
-            for fd, ev in ready:
-                if ev & select.POLLNVAL:  # our socket was closed under us (no close() call): nothing left to read
-                    return
-                if fd == self._wake_fd:
-                    try:
-                        os.eventfd_read(self._wake_fd)
-                    except OSError:
-                        pass
-            if not self._reading or self._stop:
-                continue
-            datagrams: list[bytes] = []
-            peers: list[str] = []
-            full = False
-            try:
-                if want_o:
-                    full = osock.recv(datagrams, peers) >= self.batch
-                if ksock is not None:
-                    ksock.recv(datagrams, peers)
-            except OSError:
-                c.udp_errors += 1
-            except Exception:  # a bug costs this batch, never the reader
-                c.internal_errors += 1
-                log.exception("UDP reader thread")
-            if datagrams:
-                with self._lock:
-                    self._pending.append((datagrams, peers, full))
-                    self._queued += len(datagrams)
-                    schedule = not self._scheduled
-                    self._scheduled = True
-                if schedule and self._loop is not None:
-                    try:
-                        self._loop.call_soon_threadsafe(self._deliver)
-                    except RuntimeError:  # the loop is closed: shutting down
-                        return
-
-    def _deliver(self) -> None:
-        """Loop thread: process every batch the reader thread handed over."""
-        with self._lock:
-            batches, self._pending = self._pending, []
-            self._scheduled = False
-            was_full = self._queued >= QUEUE_MAX
-            self._queued = 0
-        if not batches:
-            return
-        datagrams, peers, full = batches[0]
-        for more, mpeers, mfull in batches[1:]:  # everything that arrived since the last turn: one pipeline call
-            datagrams += more
-            peers += mpeers
-            full = full or mfull
-        try:
-            self.handle(datagrams, peers, self._fill() if self.ksock is None else None, full)
-        except Exception:
-            self.counters.internal_errors += 1
-            log.exception("UDP batch failed")
-        if was_full:
-            self._wake()
-
-    # -- processing (loop thread) ------------------------------------------------------------------------------------
+    # -- processing ------------------------------------------------------------------------------------------------
     def handle(self, datagrams: list[bytes], senders: list[str], fill: float | None = None,
                full: bool = False) -> None:
         """One wake's datagrams and their senders: allowlist (once per distinct peer), framing, shedding (without
