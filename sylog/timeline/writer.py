@@ -264,6 +264,8 @@ class TimelineWriter:
                     lost += f
                     continue
             data = b"".join(lines)
+            n = len(lines)
+            lines.clear()  # free this host's line objects now, not after the whole batch (RSS at 10,000 hosts)
             done = 0
             try:
                 fd = self._fd(key)
@@ -274,7 +276,7 @@ class TimelineWriter:
                 new_held += h
                 lost += f
                 continue
-            c.written += len(lines)
+            c.written += n
             c.written_bytes += len(data)
         if had_held and time.monotonic() >= self._retry_at:  # quiet files' held lines: retry on the backoff
             for key in [k for k in (*self._tails, *self._held) if k[1] not in batch or k[0] not in batch[k[1]]]:
