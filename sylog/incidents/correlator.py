@@ -152,6 +152,7 @@ class Correlator:
         # Sealed context blocks waiting to be deflated: inline (inline_pack) or by the engine on a worker thread.
         self.inline_pack = inline_pack
         self.pending_blocks: list[tuple[ContextRing, list]] = []
+        self.sealed = 0  # blocks sealed so far (one per BLOCK_LINES lines of a host): the engine's load gauge
         self.max_open = max_open
         self.det = detector if detector is not None else default_detector()
         self.cpu_clock: Callable[[], float] = time.perf_counter  # for the per-tick analysis budget only
@@ -192,6 +193,7 @@ class Correlator:
         st.last_t = recv_time
 
     def _seal(self, st: _Host) -> None:
+        self.sealed += 1
         blk = st._seal(self.context_lines, self._ring_cap)
         size = len(blk[1])
         nl = blk[0]

@@ -27,12 +27,19 @@ from typing import Any, Callable
 
 from sylog.incidents.correlator import Correlator, OpenIncident
 from sylog.incidents.model import Incident, encode, parse_rfc3339
-from sylog.incidents.ring import pack
+from sylog.incidents.ring import BLOCK_LINES, pack
 from sylog.incidents.store import IncidentStore, separator
 
 log = logging.getLogger("sylog.incidents")
 
 FAST_MAX = 32  # new incidents published on the loop per kick (~0.1 ms each); a storm's rest goes to the thread
+# When a burst of ingest ends (more than BURST_LINES context lines a tick, then fewer than QUIET_LINES), glibc's
+# malloc_trim(0) runs on the ring-pack thread: it hands back to the OS the free pages the burst left in malloc's
+# heaps (the timeline backlog, read buffers, deflate buffers). Measured with 10,000 hosts at rest after an
+# ingest: 160 -> 127 MB RSS. It takes a few ms and drops the GIL; under steady load it does not run (the pages
+# would only be faulted in again).
+BURST_LINES = 2000
+QUIET_LINES = 200
 
 Listener = Callable[[str, Incident], None]
 
@@ -62,6 +69,8 @@ class IncidentEngine:
         self._packing: asyncio.Future | None = None
         self._retry_at = 0.0
         self._backoff = 0.0
+        self._sealed_seen = 0  # correlator.sealed at the last tick: how busy ingest is (16 lines a seal)
+        self._burst = False
         self.listeners: list[Listener] = []
         self.counters = {"writes": 0, "write_errors": 0, "write_batches": 0, "pending_dropped": 0, "published": 0,
                          "recovered_resumed": 0, "recovered_closed": 0, "recover_unreadable": 0}
@@ -109,6 +118,14 @@ class IncidentEngine:
         if self.corr.pending_blocks:
             self._pack()
         self._flush(now)
+        sealed = self.corr.sealed
+        lines = (sealed - self._sealed_seen) * BLOCK_LINES
+        self._sealed_seen = sealed
+        if lines > BURST_LINES:
+            self._burst = True
+        elif lines < QUIET_LINES and self._burst:
+            self._burst = False
+            self._trim_memory()
 
     def _kick(self) -> None:
         self._kick_pending = False
@@ -209,6 +226,18 @@ class IncidentEngine:
                 del self._dirty[iid]
             self._unsynced.append((*snap, True))
             self.counters["published"] += 1
+
+    def _trim_memory(self) -> None:
+        """Give free malloc pages back to the OS, off the loop (see BURST_LINES); nothing without glibc."""
+        if _malloc_trim is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._packer is None:
+            self._packer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sylog-ringpack")
+        loop.run_in_executor(self._packer, _malloc_trim, 0)
 
     def _write(self, batch: list) -> list[tuple[str, BaseException]]:
         """Executor thread: incident files are written (and published ones fsynced) here and only here, except
@@ -335,6 +364,18 @@ class IncidentEngine:
         out["incidents_pending_write"] = len(self._dirty)
         out["hosts_tracked"] = len(self.corr.hosts)
         return out
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim  # a foreign call: ctypes releases the GIL around it
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 
 
 def _pack_all(datas: list) -> list[bytes]:
