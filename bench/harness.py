@@ -225,8 +225,10 @@ def make_target(name: str, workdir: Path, *, tcp: bool, udp: bool, hosts: int, *
 
 def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", framing: str = "octet",
            rate: float | None = None, tmp_root: str | None = None, timeout: float = 900.0,
-           target_kw: dict | None = None, keep: Path | None = None, info: dict | None = None) -> IngestResult:
-    """One run of one receiver on one workload."""
+           target_kw: dict | None = None, keep: Path | None = None, info: dict | None = None,
+           settle: float = 0.0) -> IngestResult:
+    """One run of one receiver on one workload (``settle``: seconds to wait after the last line is on disk
+    before reading the resting RSS)."""
     with tempfile.TemporaryDirectory(prefix=f"sylog-bench-{target_name}-", dir=tmp_root) as tmp:
         work = Path(tmp)
         tgt = make_target(target_name, work, tcp=transport == "tcp", udp=transport == "udp", hosts=spec.hosts,
@@ -270,6 +272,8 @@ def ingest(target_name: str, spec: WorkloadSpec, *, transport: str = "tcp", fram
             lr = load[0]
             pids = procstat.tree(tgt.pid)
             cpu = procstat.cpu_seconds(tgt.pid, pids=pids) - cpu0
+            if settle > 0:
+                time.sleep(settle)
             peak = procstat.peak_rss_mb(tgt.pid)
             rss = procstat.rss_mb(tgt.pid)
             snmp1 = procstat.snmp_udp()

@@ -142,6 +142,6 @@ def _breakdown(d: Path, w_send: float, w_seen: float) -> dict[str, float]:
     except (OSError, StopIteration, ValueError, KeyError):
         return {}
     ms = 1000.0
-    return {"recv": (first - w_send) * ms, "to_write": (ls.st_mtime - first) * ms,
+    return {"sent": w_send, "recv": (first - w_send) * ms, "to_write": (ls.st_mtime - first) * ms,
             "log_sync": (js.st_mtime - ls.st_mtime) * ms, "json_sync": (js.st_ctime - js.st_mtime) * ms,
             "poll": (w_seen - js.st_ctime) * ms}
