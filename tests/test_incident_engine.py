@@ -151,3 +151,19 @@ async def test_new_incident_visible_before_the_writer_thread_syncs_it(tmp_path):
     finally:
         gate.set()
         await e.aclose()
+
+
+def test_memory_trimmed_once_when_a_burst_of_ingest_ends(tmp_path, monkeypatch):
+    e = IncidentEngine(str(tmp_path), detector=FakeDetector(), quiet=60)
+    trims = []
+    monkeypatch.setattr(e, "_trim_memory", lambda: trims.append(1))
+    feed = Feeder(e, t0=time.time())
+    e.tick(feed.t)
+    for i in range(5000):  # a burst: well over BURST_LINES context lines in one tick
+        feed(f"h{i % 50}", f"ordinary line {i}", kernel=False)
+    e.tick(feed.advance(0.1))
+    assert trims == []  # still busy
+    e.tick(feed.advance(0.1))  # nothing came in: the burst is over
+    e.tick(feed.advance(0.1))
+    assert trims == [1]
+    e.flush_sync()
