@@ -73,9 +73,10 @@ class TimelineConfig(_Section):
     flush_interval: Annotated[float, Meta(gt=0, le=60)] = 0.2  # seconds; batches are written at least this often
     max_open_files: Annotated[int, Meta(ge=1)] = 1024  # open timeline files kept cached (LRU)
     # back-pressure: the busiest TCP connections pause while this many lines wait to be written (no TCP loss);
-    # light ones are read up to twice this many (memory bound). 100k, not 200k: at 10,000 hosts the backlog (two
-    # batches, ~0.2 KB a line) was the largest part of the RSS peak (185 -> 142 MB); no loss at 1,000 hosts
-    max_pending_lines: Annotated[int, Meta(ge=1000)] = 100_000
+    # light ones are read up to twice this many (memory bound). 50k, not 200k: at 10,000 hosts the backlog (two
+    # batches, ~0.2 KB a line) was the largest part of the RSS peak (185 -> 119 MB); no throughput change measured
+    # at 1,000 hosts
+    max_pending_lines: Annotated[int, Meta(ge=1000)] = 50_000
     # disk full / failing: kernel lines a write could not store are held in memory and retried (ordinary lines
     # are counted lost); the queue is bounded by both (0 lines: hold nothing)
     retry_queue_lines: Annotated[int, Meta(ge=0)] = 100_000
