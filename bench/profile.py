@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 STAGES: list[tuple[str, tuple[str, ...]]] = [
-    ("framing + socket shell", ("sylog/syslog/framing.py", "sylog/server/listeners.py")),
+    ("framing + socket shell", ("sylog/syslog/framing.py", "sylog/server/listeners.py", "sylog/server/udp.py")),
     ("parsing", ("sylog/syslog/rfc5424.py", "sylog/syslog/rfc3164.py", "sylog/syslog/parse.py",
                  "sylog/syslog/message.py", "msgspec")),
     ("host folding", ("sylog/syslog/hostnames.py",)),
