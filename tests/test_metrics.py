@@ -111,3 +111,17 @@ async def test_metrics_off_by_default(tmp_path: Path) -> None:
     finally:
         srv.request_stop()
         await srv.shutdown()
+
+
+async def test_metrics_show_disk_fault_accounting(server) -> None:
+    """The retry queue's figures (held kernel lines, lines lost to write errors) reach the scrape."""
+    srv = await server()
+    c = srv.counters
+    c.write_failed, c.write_retry_queued, c.write_retry_written, c.write_retry_dropped = 7, 5, 3, 1
+    c.write_retry_held = 1
+    m = samples((await http_get(srv.metrics_address))[2])
+    assert m[("sylog_timeline_lines_lost_total", ())] == 7
+    assert m[("sylog_timeline_retry_lines_total", (("outcome", "queued"),))] == 5
+    assert m[("sylog_timeline_retry_lines_total", (("outcome", "written"),))] == 3
+    assert m[("sylog_timeline_retry_lines_total", (("outcome", "dropped"),))] == 1
+    assert m[("sylog_timeline_retry_held", ())] == 1

@@ -89,6 +89,16 @@ class SylogCollector:
                       d["tls_sessions"])
         yield counter("sylog_timeline_lines_written", "timeline lines written", d["written"])
         yield counter("sylog_timeline_write_errors", "timeline write errors", d["write_errors"])
+        yield counter("sylog_timeline_lines_lost", "timeline lines a write error lost (ordinary lines, and kernel "
+                      "lines pushed out of a full retry queue)", d["write_failed"])
+        m = CounterMetricFamily("sylog_timeline_retry_lines", "kernel lines held after a failed write, by outcome",
+                                labels=["outcome"])
+        m.add_metric(["queued"], d["write_retry_queued"])
+        m.add_metric(["written"], d["write_retry_written"])
+        m.add_metric(["dropped"], d["write_retry_dropped"])
+        yield m
+        yield GaugeMetricFamily("sylog_timeline_retry_held", "kernel lines held in memory until writes work again",
+                                value=d["write_retry_held"])
         yield counter("sylog_observer_errors", "observer (incident engine, ...) failures", d["observer_errors"])
         yield counter("sylog_reloads", "configuration reloads (SIGHUP) applied", d["reloads"])
         yield counter("sylog_reload_errors", "configuration reloads refused (old config kept)", d["reload_errors"])
