@@ -434,15 +434,12 @@ class RateSender(threading.Thread):
             self.done.set()
 
 
-# ------------------------------------------------------------------------------------------------------- known gap
+# ------------------------------------------------------------------------------------------------------- torn last line
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (README Guarantees): a kill -9 inside a multi-page write() can "
-                   "leave a timeline's last line cut off, and the restarted writer appends right after it; fix: "
-                   "on opening a file whose last byte is not a newline, write one first (sylog/timeline/writer.py)")
 def test_restart_after_a_torn_last_line_starts_a_new_line(sylog_server_factory: Any, tmp_path: Path) -> None:
     """The state a kill mid-write leaves (simulated: the kill's timing cannot be chosen): the next line must not be
-    glued to the cut one. Strict xfail: once the writer completes the cut line this XPASSes and the mark goes."""
+    glued to the cut one - the writer ends the cut line (counted) before its first write to the file."""
     data = tmp_path / "data"
     day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     hdir = data / "timelines" / "torn"
@@ -454,6 +451,7 @@ def test_restart_after_a_torn_last_line_starts_a_new_line(sylog_server_factory: 
              diagnose=srv.dump)
     lines = (hdir / f"{day}.log").read_text().splitlines()
     assert lines[-1].endswith(" after restart") and "cut off" not in lines[-1], lines
+    assert lines[-2].endswith("cut off in the mid"), lines  # the cut line itself is kept, ended
 
 
 # ------------------------------------------------------------------------------------------------------- slow disk

@@ -85,6 +85,23 @@ def test_writer_batches_modes_and_lru(tmp_path):
     assert w.counters.written == 16 and w.open_files == 0
 
 
+def test_writer_ends_a_torn_last_line_once_before_appending(tmp_path):
+    """A file left ending mid-line (kill during write) gets its line ended before the first new line; a file that
+    ends cleanly, and later writes of this process, get nothing extra."""
+    root = tmp_path / "timelines"
+    (root / "cut").mkdir(parents=True)
+    (root / "ok").mkdir()
+    (root / "cut" / "d.log").write_bytes(b"whole\nhalf a li")
+    (root / "ok" / "d.log").write_bytes(b"whole\n")
+    w = TimelineWriter(tmp_path, max_open_files=1)  # LRU of one: every batch below reopens both files
+    for i in range(3):
+        assert w.write_batch({"d": {"cut": [b"new %d\n" % i], "ok": [b"new %d\n" % i]}}) == []
+    w.close_sync()
+    assert (root / "cut" / "d.log").read_bytes() == b"whole\nhalf a li\nnew 0\nnew 1\nnew 2\n"
+    assert (root / "ok" / "d.log").read_bytes() == b"whole\nnew 0\nnew 1\nnew 2\n"
+    assert w.counters.torn_lines_ended == 1
+
+
 def test_writer_refuses_unsafe_host_names(tmp_path):
     w = TimelineWriter(tmp_path)
     w.append("..", "d", b"x\n")

@@ -27,6 +27,7 @@ class Counters:
         "conn_refused_per_peer",  # TCP/TLS connections refused: limits.max_connections_per_peer open from that IP
         "conn_frame_timeouts",  # TCP/TLS connections closed: a frame incomplete past limits.frame_timeout (slowloris)
         "written", "written_bytes", "write_errors", "write_failed",
+        "torn_lines_ended",  # timeline files found ending in a cut-off line (kill mid-write) and ended
         "write_retry_queued",   # kernel lines a failed timeline write could not store, held for retry
         "write_retry_written",  # held lines written later (also in written)
         "write_retry_dropped",  # held lines dropped: retry queue full or shutdown (also in write_failed)

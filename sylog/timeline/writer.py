@@ -53,7 +53,7 @@ from typing import Any
 
 log = logging.getLogger("sylog.timeline")
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC  # read: only the last byte, once (torn lines)
 RETRY_MAX_BACKOFF = 5.0  # seconds: a quiet host's held kernel lines are retried at least this often
 _PERMANENT = frozenset((errno.EINVAL, errno.ENAMETOOLONG))  # retrying cannot help (an unusable host name)
 LOG_EVERY = 10.0  # seconds between repeated log lines about the same write error
@@ -72,6 +72,7 @@ class _Stats:
     write_retry_written = 0
     write_retry_dropped = 0
     write_retry_held = 0
+    torn_lines_ended = 0
 
 
 def is_kernel_line(line: bytes) -> bool:
@@ -129,6 +130,7 @@ class TimelineWriter:
         self.retry_bytes = max(0, retry_bytes)
         self._held: dict[Key, deque[bytes]] = {}  # (host, day) -> held lines, oldest first
         self._tails: dict[Key, bytes] = {}  # (host, day) -> rest of a line the file got only partly
+        self._checked: set[Key] = set()  # files whose last byte was checked on this process's first open
         self.held_lines = 0  # lines in _held (bounded by retry_lines)
         self.held_bytes = 0
         self._retry_at = 0.0  # monotonic: when quiet files' held lines may be tried again
@@ -475,11 +477,31 @@ class TimelineWriter:
             self._mkdir(hdir)
             self._dirs.add(host)
         fd = os.open(os.path.join(hdir, day + ".log"), _OPEN_FLAGS, 0o600)
+        if key not in self._checked:
+            if len(self._checked) > 65536:  # bounded: forgetting only costs a re-check (fstat) on the next open
+                self._checked.clear()
+            self._checked.add(key)
+            if key not in self._tails:
+                self._end_torn_line(fd, host, day)
         self._fds[key] = fd
         while len(self._fds) > self.max_open_files:
             _, old = self._fds.popitem(last=False)
             _close(old)
         return fd
+
+    def _end_torn_line(self, fd: int, host: str, day: str) -> None:
+        """A file this process has not written yet may end in a line cut off by a kill during a ``write()`` (or
+        by a crash of the host): end that line, so the first new line is not glued onto it. One fstat per file
+        and process; a failure here is left to the write that follows."""
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")
+                self.counters.torn_lines_ended += 1
+                log.warning("timeline %s/%s.log ended in a cut-off line (an earlier kill mid-write?): ended it",
+                            host, day)
+        except OSError:
+            pass
 
     @staticmethod
     def _mkdir(path: str | os.PathLike[str]) -> None:
