@@ -20,11 +20,12 @@ from sylog.syslog.framing import TcpDeframer
 
 log = logging.getLogger("sylog.server")
 
-# One read: ~400 messages (~2 ms of work). A connection that becomes readable (a host sending its crash) waits
+# One read: ~800 messages (~4 ms of work). A connection that becomes readable (a host sending its crash) waits
 # behind one read of every busy connection ahead of it in epoll's ready list: measured under 100k msg/s on a busy
 # 2-core machine, 256 KiB reads (1,600 messages, 10-50 ms each when CPU-starved) made that wait 100-400 ms, and
-# the crash-latency tail with it; 64 KiB reads cost one recv syscall per 400 messages instead of per 1,600.
-READ_BUFFER = 64 * 1024
+# the crash-latency tail with it. 64 KiB reads cost 5-7 % more CPU at 1,000 hosts (A/B, 3 pairs: more callbacks
+# and GIL hand-overs to the writer thread); 128 KiB measured the same as 256 KiB and halves the wait.
+READ_BUFFER = 128 * 1024
 # Messages handled in one event-loop turn before busy connections yield (see TcpConnection.buffer_updated):
 # bounds how long timers and a newly readable connection wait (was 10000: turns of up to ~80 ms of work).
 TURN_BUDGET = 2000
