@@ -9,6 +9,9 @@ Fixtures
                             teardown, which must exit 0 (its output is shown otherwise).
   ``sylog_server_factory``  ``start(*extra_args, incident_quiet=2, data_dir=None) -> SylogServer`` for tests that
                             need more flags (``--vmcore-dir``, ``--allow``, ...) or several servers/restarts.
+  ``inproc_server``         ``await start(**config_overrides) -> sylog.server.app.Server``: the whole server in the
+                            test's own event loop (loopback UDP+TCP on port 0, 50 ms flushes, data dir in
+                            ``tmp_path/data``), for tests that read its counters or inject faults; stopped at teardown.
   ``wait_for``              the :func:`wait_for` function (also importable: ``from conftest import wait_for``).
   ``require_binary``        the :func:`require_binary` function.
 
@@ -390,6 +393,30 @@ def sylog_server_factory(tmp_path: Path) -> Iterator[Callable[..., SylogServer]]
 def sylog_server(sylog_server_factory: Callable[..., SylogServer]) -> SylogServer:
     """A running ``sylog serve --data-dir TMP --udp 127.0.0.1:P --tcp 127.0.0.1:Q --incident-quiet 2``."""
     return sylog_server_factory()
+
+
+@pytest.fixture
+async def inproc_server(tmp_path: Path) -> Any:
+    """Factory of in-process servers; every one started is stopped (drained, flushed) at teardown."""
+    from sylog.config import Config, apply_overrides
+    from sylog.server.app import Server
+
+    started: list[Server] = []
+
+    async def start(**over: Any) -> Server:
+        base: dict[str, Any] = {"data_dir": str(tmp_path / "data"), "listen.udp": ["127.0.0.1:0"],
+                                "listen.tcp": ["127.0.0.1:0"], "stats_interval": 0.0, "timeline.flush_interval": 0.05}
+        base.update(over)
+        srv = Server(apply_overrides(Config(), base))
+        await srv.start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for s in started:
+        if s._started:
+            s.request_stop()
+            await s.shutdown()
 
 
 @pytest.fixture(name="wait_for")

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from conftest import read_timeline, until, wait_for
 
-from sylog.config import Config, apply_overrides
 from sylog.server.app import Server
 
 
@@ -44,23 +43,11 @@ class Running:
 
 
 @pytest.fixture
-async def server(tmp_path: Path):
-    started: list[Server] = []
-
+def server(inproc_server: Any, tmp_path: Path) -> Any:
     async def start(**over: Any) -> Running:
-        base = {"data_dir": str(tmp_path / "data"), "listen.udp": ["127.0.0.1:0"], "listen.tcp": ["127.0.0.1:0"],
-                "stats_interval": 0.0, "timeline.flush_interval": 0.05}
-        base.update(over)
-        srv = Server(apply_overrides(Config(), base))
-        await srv.start()
-        started.append(srv)
-        return Running(srv, tmp_path / "data")
+        return Running(await inproc_server(**over), tmp_path / "data")
 
-    yield start
-    for s in started:
-        if s._started:
-            s.request_stop()
-            await s.shutdown()
+    return start
 
 
 def r5424(host: str, msg: str, app: str = "app", pri: int = 13) -> bytes:

@@ -29,25 +29,8 @@ from typing import Any
 
 import pytest
 from conftest import LOOPBACK, parse_timeline_line, read_timeline, require_binary, wait_for
+from test_incident_e2e import CRASH, frame  # an oops escalating to a panic; one octet-counted RFC 5424 message
 
-# An oops escalating to a panic (the same trace as tests/test_incident_e2e.py).
-CRASH = [
-    "[ 4242.000001] BUG: kernel NULL pointer dereference, address: 0000000000000008",
-    "[ 4242.000002] #PF: supervisor read access in kernel mode",
-    "[ 4242.000003] Oops: 0000 [#1] PREEMPT SMP NOPTI",
-    "[ 4242.000004] CPU: 7 PID: 1234 Comm: kworker/7:1 Tainted: G           OE      6.1.0-18-amd64 #1 Debian 6.1.76-1",
-    "[ 4242.000005] Hardware name: Dell Inc. PowerEdge R640/0W23H8, BIOS 2.11.2 004/21/2021",
-    "[ 4242.000006] RIP: 0010:mlx5e_napi_poll+0x1c/0x6d0 [mlx5_core]",
-    "[ 4242.000007] Call Trace:",
-    "[ 4242.000008]  <IRQ>",
-    "[ 4242.000009]  __napi_poll+0x2b/0x160",
-    "[ 4242.000010]  net_rx_action+0x29e/0x350",
-    "[ 4242.000011]  </IRQ>",
-    "[ 4242.000012] Modules linked in: mlx5_core(OE) nfsd",
-    "[ 4242.000013] ---[ end trace 0000000000000000 ]---",
-    "[ 4242.000014] Kernel panic - not syncing: Fatal exception in interrupt",
-    "[ 4242.000015] Rebooting in 10 seconds..",
-]
 SPLIT = 8  # crash lines sent before the kill; the rest after the restart
 QUIET = 6.0  # --incident-quiet of the kill -9 test's restarted server
 STATS_INTERVAL = 0.1  # --stats-interval of the kill -9 test: its received= counts bound the loss
@@ -60,12 +43,6 @@ WRITE_ALLOWANCE = 0.8
 
 SEQ_RE = re.compile(r" seq=(\d+) ")
 STAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-def frame(host: str, text: str, app: str = "kernel", pri: int = 4) -> bytes:
-    """One octet-counted RFC 5424 message."""
-    msg = f"<{pri}>1 2026-11-25T10:00:00.000000Z {host} {app} - - - {text}".encode()
-    return b"%d " % len(msg) + msg
 
 
 class Sender(threading.Thread):

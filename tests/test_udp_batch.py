@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 from conftest import read_timeline, until
 
-from sylog.config import Config, apply_overrides
+from sylog.config import apply_overrides
 from sylog.server.allow import Access, Allowlist, parse_networks
-from sylog.server.app import Server
 from sylog.server.counters import Counters
 from sylog.server.udp import ShedPolicy, UdpReader, is_kernel_datagram
 
@@ -174,23 +173,8 @@ def test_overload_without_steering_passes_kernel_lines_and_counts_the_shed() -> 
 
 # -- the whole server over loopback ----------------------------------------------------------------------------------
 @pytest.fixture
-async def server(tmp_path: Path):
-    started: list[Server] = []
-
-    async def start(**over: Any) -> Server:
-        base = {"data_dir": str(tmp_path / "data"), "listen.udp": ["127.0.0.1:0"], "listen.tcp": ["127.0.0.1:0"],
-                "stats_interval": 0.0, "timeline.flush_interval": 0.05}
-        base.update(over)
-        srv = Server(apply_overrides(Config(), base))
-        await srv.start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for s in started:
-        if s._started:
-            s.request_stop()
-            await s.shutdown()
+def server(inproc_server: Any) -> Any:
+    return inproc_server
 
 
 def sender(src: str = "127.0.0.1") -> socket.socket:
