@@ -70,22 +70,11 @@ def test_serve_flag_and_config_errors(tmp_path: Path) -> None:
 # ---- listeners ------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-async def server(tmp_path: Path):
-    started: list[Server] = []
-
+def server(inproc_server: Any) -> Any:
     async def start(**over: Any) -> Server:
-        base = {"data_dir": str(tmp_path / "data"), "listen.udp": ["127.0.0.1:0"], "listen.tcp": ["127.0.0.1:0"],
-                "listen.netconsole": ["127.0.0.1:0"], "stats_interval": 0.0, "timeline.flush_interval": 0.05}
-        base.update(over)
-        srv = Server(apply_overrides(Config(), base))
-        await srv.start()
-        started.append(srv)
-        return srv
+        return await inproc_server(**{"listen.netconsole": ["127.0.0.1:0"], **over})
 
-    yield start
-    for s in started:
-        s.request_stop()
-        await s.shutdown()
+    return start
 
 
 def msg(host: str, text: str) -> bytes:

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from sylog.config import Config, apply_overrides
 from sylog.kernel.netconsole import NetconsoleDecoder, console_text, to_message
 from sylog.kernel.printk import split_printk
 from sylog.server.app import Server
@@ -161,23 +160,11 @@ def incidents(data: Path, host: str) -> list[dict]:
 
 
 @pytest.fixture
-async def nc_server(tmp_path: Path):
-    started: list[Server] = []
-
+def nc_server(inproc_server: Any) -> Any:
     async def start(**over: Any) -> Server:
-        base = {"data_dir": str(tmp_path / "data"), "listen.udp": ["127.0.0.1:0"], "listen.tcp": ["127.0.0.1:0"],
-                "listen.netconsole": ["127.0.0.1:0"], "stats_interval": 0.0, "timeline.flush_interval": 0.05,
-                "incidents.quiet": 1.0}
-        base.update(over)
-        srv = Server(apply_overrides(Config(), base))
-        await srv.start()
-        started.append(srv)
-        return srv
+        return await inproc_server(**{"listen.netconsole": ["127.0.0.1:0"], "incidents.quiet": 1.0, **over})
 
-    yield start
-    for s in started:
-        s.request_stop()
-        await s.shutdown()
+    return start
 
 
 def send_udp(addr: tuple[Any, ...], *datagrams: bytes) -> None:

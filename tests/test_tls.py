@@ -108,25 +108,15 @@ def test_cert_names_prefers_san_over_cn() -> None:
 # ---- in process -----------------------------------------------------------------------------------------------
 
 @pytest.fixture
-async def tls_server(tmp_path: Path, pki: Path):
-    started: list[Server] = []
-
+def tls_server(inproc_server: Any, pki: Path) -> Any:
     async def start(mutual: bool = False, **over: Any) -> Server:
-        base = {"data_dir": str(tmp_path / "data"), "listen.udp": [], "listen.tcp": [],
-                "listen.tls": ["127.0.0.1:0"], "tls.cert": str(pki / "server.pem"),
-                "tls.key": str(pki / "server-key.pem"), "stats_interval": 0.0, "timeline.flush_interval": 0.05}
+        base: dict[str, Any] = {"listen.udp": [], "listen.tcp": [], "listen.tls": ["127.0.0.1:0"],
+                                "tls.cert": str(pki / "server.pem"), "tls.key": str(pki / "server-key.pem")}
         if mutual:
             base["tls.client_ca"] = str(pki / "ca.pem")
-        base.update(over)
-        srv = Server(apply_overrides(Config(), base))
-        await srv.start()
-        started.append(srv)
-        return srv
+        return await inproc_server(**{**base, **over})
 
-    yield start
-    for s in started:
-        s.request_stop()
-        await s.shutdown()
+    return start
 
 
 def client_ctx(pki: Path, cert: str | None = None) -> ssl.SSLContext:
