@@ -22,7 +22,7 @@ import hashlib
 import time
 from collections import deque
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from sylog.incidents.model import Incident, new_id, rfc3339
 from sylog.incidents.ring import BIG_LINE, BLOCK_LINES, DEFAULT_MAX_BYTES, ContextRing, pack
@@ -53,6 +53,12 @@ BOOTING_WALL = 60.0
 UNCLEAN_TITLE = "unexpected kernel reboot"
 
 
+class ShutdownFilter(NamedTuple):
+    apps: frozenset[str]
+    check: Callable[[Any], bool]
+    hints: dict[str, tuple[bytes, ...] | None]
+
+
 def default_detector() -> SimpleNamespace:
     """The DETECTOR engineer's sylog.kernel functions, bundled so tests can inject fakes."""
     from sylog.kernel import detect, printk
@@ -65,7 +71,19 @@ def default_detector() -> SimpleNamespace:
         split_printk=printk.split_printk, classify=detect.classify, is_boot_marker=detect.is_boot_marker,
         is_clean_shutdown=detect.is_clean_shutdown, analyze=analyze,
         is_crash_continuation=getattr(detect, "is_crash_continuation", None),
+        CLEAN_SHUTDOWN_HINTS=detect.CLEAN_SHUTDOWN_HINTS,
     )
+
+
+def clean_shutdown_filter(detector: Any = None) -> ShutdownFilter:
+    """Which ordinary (non-kernel) messages can announce a clean shutdown: their app names, the test to ask them
+    (the detector's) and, per app, byte strings one of which such a message must contain (None: no hint; the
+    detector's ``CLEAN_SHUTDOWN_HINTS``). The digest stage asks it, so that ordinary lines reach the correlator as
+    whole runs with one "clean" bit (:meth:`Correlator.feed_run`)."""
+    det = detector if detector is not None else default_detector()
+    apps = frozenset(getattr(det, "CLEAN_SHUTDOWN_APPS", ())) | SHUTDOWN_APPS
+    hints = getattr(det, "CLEAN_SHUTDOWN_HINTS", None) or {}
+    return ShutdownFilter(apps, det.is_clean_shutdown, {a: hints.get(a) for a in apps})
 
 
 def _minimal_analyze(kind: str, bodies: list[str]) -> SimpleNamespace:
@@ -157,7 +175,8 @@ class Correlator:
         self.det = detector if detector is not None else default_detector()
         self.cpu_clock: Callable[[], float] = time.perf_counter  # for the per-tick analysis budget only
         self._cont = getattr(self.det, "is_crash_continuation", None)
-        self._shutdown_apps = frozenset(getattr(self.det, "CLEAN_SHUTDOWN_APPS", ())) | SHUTDOWN_APPS
+        self.shutdown_filter = clean_shutdown_filter(self.det)
+        self._shutdown_apps = self.shutdown_filter[0]
         self._ids: set[str] = set()  # IDs issued in the current second (IDs differ in their second otherwise)
         self._id_sec = -1
         self._id_factory = id_factory or self._new_id
@@ -188,6 +207,23 @@ class Correlator:
         tail += line
         n = st._tail_n = st._tail_n + 1
         if n >= BLOCK_LINES or len(line) >= BIG_LINE:
+            self._seal(st)
+        st.seen = True
+        st.last_t = recv_time
+
+    def feed_run(self, host: str, recv_time: float, lines: bytes, n: int, clean: bool = False) -> None:
+        """``n`` ordinary (non-kernel) timeline lines of ``host`` at once, joined: what :meth:`feed` does for each
+        of them (they only go into the context ring), for one dict lookup and one copy. ``clean``: one of them
+        announced a clean shutdown (:func:`clean_shutdown_filter` said so)."""
+        st = self.hosts.get(host)
+        if st is None:
+            st = self._new_host(host)
+        if clean:
+            st.clean = True
+        tail = st._tail
+        tail += lines
+        k = st._tail_n = st._tail_n + n
+        if k >= BLOCK_LINES or len(lines) >= BIG_LINE:
             self._seal(st)
         st.seen = True
         st.last_t = recv_time

@@ -58,6 +58,8 @@ class IncidentEngine:
         self.corr = Correlator(self._on_event, quiet=quiet, context_lines=context_lines,
                                refresh_interval=refresh_interval, detector=detector, **correlator_kw)
         self.feed = self.corr.feed  # the hot path: no extra Python frame per message
+        self.feed_run = self.corr.feed_run  # ... or per run of ordinary lines (sylog.server.digest)
+        self.shutdown_filter = self.corr.shutdown_filter
         self.max_pending = max_pending
         self._dirty: dict[str, OpenIncident] = {}  # id -> record to write at the next tick
         self._fresh: dict[str, None] = {}  # ids (in order) opened and never written: published on the loop (see module doc)

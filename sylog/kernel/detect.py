@@ -208,6 +208,17 @@ _SYSTEMD_SHUTDOWN = ("Reached target System Reboot", "Reached target System Powe
                      "Reached target Final Step", "Shutting down.")
 
 
+# For callers that hold the raw bytes of an ordinary message (sylog.server.digest): a message of one of these apps
+# can only announce a clean shutdown when it contains one of these byte strings (None: any message of that app may).
+# Keep in step with is_clean_shutdown below (tests/test_digest.py checks the two agree).
+CLEAN_SHUTDOWN_HINTS: dict[str, tuple[bytes, ...] | None] = {
+    "systemd-shutdown": None,
+    "rsyslogd": (b"exiting on signal 15",),
+    "systemd": (b"Reached target ", b"Shutting down."),
+    "systemd-logind": (b"System is ",),
+}
+
+
 def is_clean_shutdown(msg: Message) -> bool:
     """The host says it is going down on purpose (so a following boot is not an unclean reboot)."""
     text = msg.msg

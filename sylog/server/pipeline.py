@@ -1,17 +1,24 @@
-"""The per-message path: parse -> fold host -> format line -> timeline writer -> observers.
+"""The per-message path: digest (parse -> fold host -> format line) -> ingest (timeline writer -> observers).
 
-The shell hands over a whole batch (every frame of one TCP read with its peer address, or every UDP datagram read
-in one wake with one peer per datagram: :meth:`Pipeline.process_datagrams`) and one receive time, so the clock is
-read and the time stamp formatted once per batch, not per message. The loop body is plain attribute-free local
-calls; nothing here does I/O. A Pipeline holds no global state, so a later
-multi-core change can run one per SO_REUSEPORT worker process (timeline files are O_APPEND whole-line writes).
+Two halves (``sylog.server.digest`` says why): the stateless :class:`~sylog.server.digest.Digester` and
+:meth:`Pipeline.ingest`, which owns the per-host state (the timeline writer's queues, the incident engine). In one
+process :meth:`Pipeline.process` runs both; with ingest workers (``sylog.server.workers``) the workers digest and
+this process only ingests their batches. The shell hands over a whole batch (every frame of one TCP read with its
+peer address, or every UDP datagram read in one wake with one peer per datagram: :meth:`Pipeline.process_datagrams`)
+and one receive time, so the clock is read and the time stamp formatted once per batch, not per message. Nothing
+here does I/O.
 
 Observers (the incident engine is one) see every accepted message::
 
     observer.feed(host: str, recv_time: float, msg: Message, line: bytes) -> None   # per message, must be cheap
+    observer.feed_run(host, recv_time, lines: bytes, n: int, clean: bool) -> None   # optional: n ordinary lines
     observer.tick(now: float) -> None                                             # ~every 100 ms
     await observer.aclose()                                                       # once, at shutdown
 
+An observer with ``feed_run`` gets ordinary (non-kernel) lines as runs and ``feed`` only for kernel lines; it may
+name the ordinary messages whose ``clean`` bit it wants in ``shutdown_filter``
+(:class:`~sylog.incidents.correlator.ShutdownFilter`). While any
+observer has only ``feed``, every message goes to every observer's ``feed`` (and ingest workers are not used).
 An observer that raises is counted (``observer_errors``) and logged once per distinct error; the message is
 already stored and the server goes on.
 """
@@ -20,12 +27,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from itertools import repeat
 from typing import Any, Protocol
 
-from sylog.syslog.hostnames import fold_host
-from sylog.syslog.parse import parse as lenient_parse
+from sylog.server.digest import Digested, Digester
 from sylog.syslog.message import Message
+from sylog.syslog.parse import parse as lenient_parse
 from sylog.timeline.format import TimeCache, format_with_stamp
 
 log = logging.getLogger("sylog.server")
@@ -49,14 +55,21 @@ class Pipeline:
         self.writer = writer
         self.counters = counters
         self.observers: list[Observer] = []
+        self.run_observers: list[Any] = []  # observers with feed_run (all of them, or runs are off)
         self.all_observers: list[Any] = []  # ticked and closed; ``feed = None`` ones are tick-only (vmcore watcher)
         self.peer_listeners: list[Callable[[str, str], None]] = []  # once per batch: (peer, host of its last message)
+        self._parse = parse
+        self.digester = Digester(counters, parse=parse)
         for ob in observers:
             self.add_observer(ob)
-        self.parse = parse or lenient_parse
         self.dedup: Any = None  # sylog.server.dedup.KernelDedup when netconsole listens (kernel lines only)
         self._tc = TimeCache()
         self._last_error: str | None = None
+
+    @property
+    def runs(self) -> bool:
+        """Ordinary lines travel as runs (every feeding observer has ``feed_run``): ingest workers may be used."""
+        return self.digester.runs
 
     def add_observer(self, ob: Observer) -> None:
         self.all_observers.append(ob)
@@ -65,74 +78,73 @@ class Pipeline:
         note = getattr(ob, "note_peer", None)
         if note is not None:
             self.peer_listeners.append(note)
+        runs = all(getattr(o, "feed_run", None) is not None for o in self.observers)
+        self.run_observers = list(self.observers) if runs else []
+        shutdown = next((f for o in self.run_observers if (f := getattr(o, "shutdown_filter", None))), None)
+        self.digester = Digester(self.counters, parse=self._parse, runs=runs, shutdown=shutdown)
 
     def process(self, frames: list[bytes], peer: str, now: float) -> None:
         """Handle every frame of one read from one peer (a TCP/TLS read); never raises."""
-        host = self._run(frames, repeat(peer), now, None)
-        if host is not None and self.peer_listeners:
-            self._note_peer(peer, host)
+        self.ingest(self.digester.digest(frames, peer, now))
 
     def process_datagrams(self, frames: list[bytes], peers: list[str], now: float) -> None:
         """Handle a batch of UDP datagrams read in one wake, ``peers[i]`` the sender of ``frames[i]``: one clock
         read, one time stamp and one writer queue lookup for the whole batch (the per-datagram call cost is what
         made UDP lose messages). Peer listeners hear each distinct peer once, with the host of its last message.
         Never raises."""
-        last: dict[str, str] | None = {} if self.peer_listeners else None
-        self._run(frames, peers, now, last)
-        if last:
-            for peer, host in last.items():
-                self._note_peer(peer, host)
+        self.ingest(self.digester.digest(frames, peers, now))
 
-    def _run(self, frames: list[bytes], peers: Iterable[str], now: float, last: dict[str, str] | None) -> str | None:
-        """The shared loop: parse, fold, format, queue, observe. ``last`` (when given) collects peer -> host of
-        its last message. Returns the host of the last message (None: nothing stored)."""
-        c = self.counters
-        stamp, day = self._tc.stamp(now)
-        parse = self.parse
+    def ingest(self, batch: Digested, source: str = "syslog") -> None:
+        """The stateful half: queue each item's lines for the timeline writer (per-host order kept) and feed the
+        observers - runs to ``feed_run``, message items to ``feed`` (a raw frame is parsed here first). Never
+        raises."""
+        now = batch.now
+        _, day = self._tc.stamp(now)
         queue = self.writer.queue(day)  # host -> lines of this day; valid for this whole (synchronous) batch
         observers = self.observers
+        run_observers = self.run_observers
         dedup = self.dedup
-        n5424 = n3164 = nerr = 0
-        host = None
-        for raw, peer in zip(frames, peers):
-            try:
-                msg = parse(raw)
-                host = fold_host(msg.hostname, peer)
-                line = format_with_stamp(stamp, host, msg)
-                lines = queue.get(host)
-                if lines is None:
-                    queue[host] = [line]
-                else:
-                    lines.append(line)
-            except Exception as e:  # a parser bug must cost one message, not the server
-                self._internal_error(e, raw)
-                nerr += 1
-                continue
-            if last is not None:
-                last[peer] = host
-            f = msg.format
-            if f == "rfc5424":
-                n5424 += 1
-            elif f == "rfc3164":
-                n3164 += 1
-            if observers:
-                if dedup is not None and (msg.facility == 0 or msg.app_name == "kernel") and \
-                        dedup.duplicate(host, msg.msg, "syslog", now):
-                    c.kernel_dups += 1  # netconsole brought this line already: stored, not fed twice
-                    continue
-                for ob in observers:
+        c = self.counters
+        nlines = 0
+        for it in batch.items:
+            host = it[0]
+            lines = queue.get(host)
+            if lines is None:
+                lines = queue[host] = []
+            if len(it) == 4:  # a run of ordinary lines
+                lines.append(it[1])
+                nlines += it[2]
+                for ob in run_observers:
                     try:
-                        ob.feed(host, now, msg, line)
+                        ob.feed_run(host, now, it[1], it[2], it[3])
                     except Exception as e:
                         self._observer_error(ob, e)
-        n = len(frames)
-        self.writer.added(n - nerr)
-        c.received += n
-        c.bytes += sum(map(len, frames))
-        c.rfc5424 += n5424
-        c.rfc3164 += n3164
-        c.raw += n - n5424 - n3164 - nerr
-        return host if n > nerr else None
+                continue
+            line = it[1]
+            lines.append(line)
+            nlines += 1
+            msg = it[2]
+            if type(msg) is not Message:  # a raw frame from an ingest worker: parsed again, same receive time
+                try:
+                    msg = lenient_parse(msg, now=now)
+                except Exception as e:
+                    self._internal_error(e, msg)
+                    continue
+            if not observers:
+                continue
+            if dedup is not None and (source != "syslog" or msg.facility == 0 or msg.app_name == "kernel") and \
+                    dedup.duplicate(host, msg.msg, source, now):
+                c.kernel_dups += 1  # the other path (netconsole / syslog) brought this line already
+                continue
+            for ob in observers:
+                try:
+                    ob.feed(host, now, msg, line)
+                except Exception as e:
+                    self._observer_error(ob, e)
+        self.writer.added(nlines)
+        if batch.peers and self.peer_listeners:
+            for peer, host in batch.peers.items():
+                self._note_peer(peer, host)
 
     def _note_peer(self, peer: str, host: str) -> None:
         for fn in self.peer_listeners:
@@ -146,32 +158,15 @@ class Pipeline:
         decided: timeline line + observers, exactly as for parsed frames. Never raises."""
         if not items:
             return
-        stamp, day = self._tc.stamp(now)
-        queue = self.writer.queue(day)
-        nerr = 0
+        stamp, _ = self._tc.stamp(now)
+        out: list[Any] = []
         for host, msg in items:
             try:
-                line = format_with_stamp(stamp, host, msg)
+                out.append((host, format_with_stamp(stamp, host, msg), msg))
             except Exception as e:
                 self._internal_error(e, msg.msg.encode("utf-8", "surrogateescape"))
-                nerr += 1
-                continue
-            lines = queue.get(host)
-            if lines is None:
-                queue[host] = [line]
-            else:
-                lines.append(line)
-            if self.dedup is not None and self.dedup.duplicate(host, msg.msg, "netconsole", now):
-                self.counters.kernel_dups += 1  # syslog brought this line already
-                continue
-            for ob in self.observers:
-                try:
-                    ob.feed(host, now, msg, line)
-                except Exception as e:
-                    self._observer_error(ob, e)
-        n = len(items)
-        self.writer.added(n - nerr)
-        self.counters.received += n
+        self.counters.received += len(items)
+        self.ingest(Digested(now, out, len(out), {}), source="netconsole")
 
     def tick(self, now: float) -> None:
         for ob in self.all_observers:

@@ -153,6 +153,7 @@ class TimelineWriter:
     def queue(self, day: str) -> dict[str, list[bytes]]:
         """The host -> lines queue of ``day``, for a caller that appends a whole batch itself (the server's
         pipeline: one lookup per read instead of per message) and then reports the count with :meth:`added`.
+        An entry may hold several whole lines (a run, ``sylog.server.digest``).
         Valid until the caller yields to the event loop (a flush swaps the queues)."""
         q = self._pending.get(day)
         if q is None:
@@ -266,7 +267,7 @@ class TimelineWriter:
                     lost += f
                     continue
             data = b"".join(lines)
-            n = len(lines)
+            n = data.count(b"\n")  # an entry may be one line or a run of them (sylog.server.digest)
             lines.clear()  # free this host's line objects now, not after the whole batch (RSS at 10,000 hosts)
             done = 0
             try:
